@@ -1,0 +1,269 @@
+r"""Functional form of the INNA update, in three interchangeable implementations.
+
+The paper (Castera, Bolte, Févotte, Pauwels, JMLR 2021) writes INNA as the explicit Euler scheme of
+the first-order lifting of DIN, with step :math:`\gamma_k`, friction :math:`\alpha \ge 0`, Newtonian
+damping :math:`\beta > 0` and a mini-batch gradient :math:`g_k` taken at :math:`\theta_k`:
+
+.. math::
+
+    \theta_{k+1} &= \theta_k + \gamma_k\Big[\big(\tfrac1\beta - \alpha\big)\theta_k
+                    - \tfrac1\beta\psi_k - \beta g_k\Big] \\
+    \psi_{k+1}   &= \psi_k + \gamma_k\Big[\big(\tfrac1\beta - \alpha\big)\theta_k
+                    - \tfrac1\beta\psi_k\Big]
+
+This module stores, instead of :math:`\psi`, the *phase*
+:math:`\phi = (\alpha - \tfrac1\beta)\theta + \tfrac1\beta\psi` (the quantity the authors' code
+calls ``phase``; in continuous time :math:`\phi = -(\dot\theta + \beta\nabla J)`). Substituting
+:math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` into the two lines above gives the same iterates
+written as
+
+.. math::
+
+    \theta_{k+1} &= \theta_k - \gamma_k(\phi_k + \beta g_k) \\
+    \phi_{k+1}   &= (1 - \gamma_k\alpha)\,\phi_k + \gamma_k(1 - \alpha\beta)\,g_k
+
+which is what every implementation below computes. It is the same algorithm (the tests check it
+against the :math:`(\theta, \psi)` form in float64 over many steps), with two practical gains: the
+phase is computed directly instead of as the difference of two large terms (no cancellation when
+:math:`\beta` is small or in low precision), and the update reads :math:`\theta, g, \phi` and writes
+:math:`\theta, \phi`, exactly the memory traffic of SGD with momentum.
+
+The gradient used above is the *effective* gradient
+:math:`\hat g = \sigma g + \lambda' \theta` with :math:`\sigma = -1` under ``maximize`` and
+:math:`\lambda'` the L2 coefficient (``weight_decay``, or ``weight_decay / beta`` for the authors'
+decoupled form, see :class:`inna.INNA`). ``p.grad`` itself is never modified.
+
+Implementations
+---------------
+``_single_tensor_inna``
+    The reference: one tensor at a time, plain tensor arithmetic that mirrors the two lines above.
+    It accepts a Tensor ``lr`` (also one that requires grad, for ``differentiable=True``) and is
+    what ``torch.compile`` traces.
+``_multi_tensor_inna``
+    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once.
+``_fused_inna``
+    The reference compiled once with ``torch.compile`` (one fused loop per tensor that reads
+    :math:`\theta, g, \phi` and writes :math:`\theta, \phi`), on any device inductor supports.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["inna", "initial_phase", "psi_from_phase", "phase_from_psi", "l2_coefficient"]
+
+
+def l2_coefficient(weight_decay: float, beta: float, decoupled_weight_decay: bool) -> float:
+    r"""The coefficient :math:`\lambda'` of :math:`\theta` added to the gradient.
+
+    Coupled (default): INNA on :math:`J + \tfrac\lambda2\|\theta\|^2`, so :math:`\lambda' = \lambda`.
+    Decoupled (the authors' PyTorch code): :math:`\theta_{k+1} = \theta_k + \gamma_k(\dots)
+    - \gamma_k\lambda\theta_k` with :math:`\psi` untouched. Because the gradient enters only the
+    :math:`\theta` line, scaled by :math:`\beta`, this is exactly L2 with :math:`\lambda' = \lambda/\beta`.
+    """
+    if weight_decay == 0:
+        return 0.0
+    return weight_decay / beta if decoupled_weight_decay else weight_decay
+
+
+def initial_phase(
+    param: Tensor,
+    grad: Tensor,
+    *,
+    beta: float,
+    initial_speed: float | None,
+    l2: float = 0.0,
+    maximize: bool = False,
+) -> Tensor:
+    r"""The phase :math:`\phi_0` that starts INNA with initial velocity :math:`-s\,\hat g_0`.
+
+    From :math:`\psi_0 = (1 - \alpha\beta)\theta_0 + \beta(s - \beta)\hat g_0`, the phase is
+    :math:`\phi_0 = (s - \beta)\,\hat g_0` (the :math:`\alpha` terms cancel exactly). ``initial_speed``
+    ``None`` means :math:`s = \beta`, hence :math:`\phi_0 = 0` (the authors' PyTorch code); :math:`s = 1`
+    makes the first step the SGD step :math:`\theta_1 = \theta_0 - \gamma_0\hat g_0` (the paper's
+    Keras/TF code); :math:`s = 0` starts at rest. The result is detached and shaped like ``param``.
+    """
+    if initial_speed is None or initial_speed == beta:
+        return torch.zeros_like(param, memory_format=torch.preserve_format)
+    with torch.no_grad():
+        g = grad.detach()
+        if maximize:
+            g = -g
+        if l2 != 0:
+            g = g.add(param.detach(), alpha=l2)
+        return g.mul(initial_speed - beta).clone(memory_format=torch.preserve_format)
+
+
+def psi_from_phase(param: Tensor, phase: Tensor, *, alpha: float, beta: float) -> Tensor:
+    r"""The paper's auxiliary variable :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi`."""
+    return param.detach() * (1 - alpha * beta) + beta * phase
+
+
+def phase_from_psi(param: Tensor, psi: Tensor, *, alpha: float, beta: float) -> Tensor:
+    r"""The phase :math:`\phi = (\alpha - 1/\beta)\theta + \psi/\beta` from the paper's :math:`\psi`."""
+    return param.detach() * (alpha - 1 / beta) + psi / beta
+
+
+def _as_real(tensors: list[Tensor]) -> list[Tensor]:
+    return [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
+
+
+def _single_tensor_inna(
+    params: list[Tensor],
+    grads: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    l2: float,
+    maximize: bool,
+) -> None:
+    for param, grad, phase in zip(params, grads, phases):
+        if torch.is_complex(param):
+            param, grad, phase = torch.view_as_real(param), torch.view_as_real(grad), torch.view_as_real(phase)
+        g = -grad if maximize else grad
+        if l2 != 0:
+            g = g + l2 * param
+        # theta_{k+1} = theta_k - lr * (phase_k + beta * g_k), with the old phase
+        param.sub_(lr * (phase + beta * g))
+        # phase_{k+1} = (1 - lr * alpha) * phase_k + lr * (1 - alpha * beta) * g_k
+        phase.mul_(1 - lr * alpha).add_(lr * (1 - alpha * beta) * g)
+
+
+def _group_by_device_and_dtype(*lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], ...]] = defaultdict(
+        lambda: tuple([] for _ in lists)
+    )
+    for items in zip(*lists):
+        bucket = groups[(items[0].device, items[0].dtype)]
+        for out, item in zip(bucket, items):
+            out.append(item)
+    return list(groups.values())
+
+
+def _multi_tensor_inna(
+    params: list[Tensor],
+    grads: list[Tensor],
+    phases: list[Tensor],
+    lr: float,
+    *,
+    alpha: float,
+    beta: float,
+    l2: float,
+    maximize: bool,
+) -> None:
+    sign = -1.0 if maximize else 1.0
+    for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
+        dev_params, dev_grads, dev_phases = _as_real(dev_params), _as_real(dev_grads), _as_real(dev_phases)
+        if l2 != 0:
+            # sign * (g + sign * l2 * theta) = sign * g + l2 * theta; the sign is folded into alpha below.
+            dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=sign * l2)
+        torch._foreach_add_(dev_params, dev_phases, alpha=-lr)
+        torch._foreach_add_(dev_params, dev_grads, alpha=-lr * beta * sign)
+        torch._foreach_mul_(dev_phases, 1 - lr * alpha)
+        torch._foreach_add_(dev_phases, dev_grads, alpha=lr * (1 - alpha * beta) * sign)
+
+
+_compiled_kernel: Callable[..., None] | None = None
+
+
+def _fused_inna(
+    params: list[Tensor],
+    grads: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    l2: float,
+    maximize: bool,
+) -> None:
+    global _compiled_kernel
+    if torch.compiler.is_compiling():
+        # Already inside a graph being compiled: inductor fuses the reference as it is.
+        _single_tensor_inna(params, grads, phases, lr, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+        return
+    if _compiled_kernel is None:
+        _compiled_kernel = torch.compile(_single_tensor_inna, fullgraph=True)
+    for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
+        # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr (any scheduler)
+        # never triggers a recompilation.
+        lr_t = torch.as_tensor(lr, dtype=torch.float64 if dev_params[0].dtype == torch.float64 else torch.float32)
+        lr_t = lr_t.to(dev_params[0].device).reshape(())
+        _compiled_kernel(dev_params, dev_grads, dev_phases, lr_t, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+
+
+def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
+    if isinstance(lr, Tensor):
+        if keep_tensor:
+            return lr.reshape(())
+        return lr.item()
+    return lr
+
+
+def inna(
+    params: list[Tensor],
+    grads: list[Tensor],
+    phases: list[Tensor],
+    *,
+    lr: float | Tensor,
+    alpha: float,
+    beta: float,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+    differentiable: bool = False,
+) -> None:
+    r"""Apply one INNA step in place to ``params`` and their ``phases`` (see the module docstring).
+
+    Args:
+        params: parameters :math:`\theta_k`, updated in place.
+        grads: their gradients :math:`g_k` (read only).
+        phases: the INNA state :math:`\phi_k`, one per parameter, same shape and dtype, updated in place.
+        lr: the step :math:`\gamma_k` (a float or a 1-element Tensor).
+        alpha, beta: friction :math:`\alpha \ge 0` and Newtonian damping :math:`\beta > 0`.
+        weight_decay, decoupled_weight_decay: see :class:`inna.INNA`.
+        maximize: ascend instead of descend (the gradient is negated out of place).
+        foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless
+            ``differentiable`` or some tensor is not a plain dense tensor.
+        differentiable: keep autograd recording through the update (reference path only).
+    """
+    if not (len(params) == len(grads) == len(phases)):
+        raise ValueError(
+            f"INNA: params, grads and phases must have the same length, got {len(params)}, {len(grads)}, {len(phases)}"
+        )
+    if foreach and fused:
+        raise RuntimeError("INNA: `fused` and `foreach` cannot both be True")
+    if differentiable and (foreach or fused):
+        raise RuntimeError("INNA: `differentiable=True` is only supported by the single-tensor path")
+    if not params:
+        return
+    l2 = l2_coefficient(weight_decay, beta, decoupled_weight_decay)
+    if fused is None and foreach is None:
+        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
+    compiling = torch.compiler.is_compiling()
+    kwargs = dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+    if fused:
+        _fused_inna(params, grads, phases, _lr_value(lr, keep_tensor=True), **kwargs)
+    elif foreach and not compiling:
+        _multi_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=False), **kwargs)
+    else:
+        # Under torch.compile the reference is traced (inductor fuses it); a Tensor lr stays a Tensor
+        # there and when it requires grad, so the step has no host sync and no recompilation.
+        keep = compiling or (isinstance(lr, Tensor) and lr.requires_grad)
+        _single_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=keep), **kwargs)
+
+
+def _foreach_types() -> tuple[type, ...]:
+    # torch.distributed.tensor appends DTensor to this list when imported; read it at call time.
+    from torch.optim.optimizer import _foreach_supported_types
+
+    return tuple(_foreach_supported_types)
+

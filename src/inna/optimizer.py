@@ -1,0 +1,305 @@
+r"""The INNA optimizer for PyTorch: bookkeeping around :func:`inna.functional.inna`."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .functional import initial_phase, inna, l2_coefficient, psi_from_phase
+
+__all__ = ["INNA"]
+
+#: Per-group options and their defaults for keys a state dict saved by an older version may lack.
+_BACKFILL: dict[str, Any] = {
+    "initial_speed": None,
+    "weight_decay": 0.0,
+    "decoupled_weight_decay": False,
+    "maximize": False,
+    "foreach": None,
+    "fused": None,
+    "differentiable": False,
+}
+
+#: The state kept per parameter (see the "State" section of :class:`INNA`).
+STATE_KEYS = frozenset({"phase"})
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Tensor {name} must be 1-element, got shape {tuple(value.shape)}")
+        return float(value.detach().reshape(()).item())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"INNA: {name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _check_hyperparameters(group: dict[str, Any]) -> None:
+    """Raise ValueError naming the first hyperparameter of ``group`` outside its allowed range."""
+    ranges = [
+        ("lr", group["lr"], "0 <= lr < inf", lambda v: v >= 0),
+        ("alpha", group["alpha"], "0 <= alpha < inf", lambda v: v >= 0),
+        ("beta", group["beta"], "0 < beta < inf", lambda v: v > 0),
+        ("weight_decay", group.get("weight_decay", 0.0), "0 <= weight_decay < inf", lambda v: v >= 0),
+    ]
+    if group.get("initial_speed") is not None:
+        ranges.append(("initial_speed", group["initial_speed"], "0 <= initial_speed < inf or None", lambda v: v >= 0))
+    for name, value, allowed, ok in ranges:
+        if name != "lr" and isinstance(value, Tensor):
+            raise TypeError(f"INNA: {name} must be a float, not a Tensor (only lr may be a Tensor)")
+        v = _as_float(name, value)
+        if not math.isfinite(v) or not ok(v):
+            raise ValueError(f"Invalid {name} value: {v} (INNA requires {allowed})")
+    if group.get("fused") and group.get("foreach"):
+        raise ValueError("INNA: `fused` and `foreach` cannot both be True")
+    if group.get("differentiable") and (group.get("fused") or group.get("foreach")):
+        raise ValueError("INNA: `differentiable=True` is only supported with foreach=False and fused=False")
+
+
+class INNA(Optimizer):
+    r"""INNA, the Inertial Newton Algorithm of Castera, Bolte, Févotte and Pauwels (JMLR 2021).
+
+    INNA is the explicit Euler discretisation of the first-order lifting of DIN,
+    :math:`\ddot\theta + \alpha\dot\theta + \beta\nabla^2 J(\theta)\dot\theta + \nabla J(\theta) = 0`
+    (inertia, friction :math:`\alpha`, Hessian-driven "Newtonian" damping :math:`\beta`, gravity),
+    using only mini-batch gradients and one extra buffer per parameter:
+
+    .. math::
+
+        \begin{aligned}
+        &\textbf{input: } \gamma_k \text{ (lr)},\ \alpha \ge 0,\ \beta > 0,\ s \text{ (initial\_speed)},
+            \ \lambda \text{ (weight\_decay)} \\
+        &\textbf{for } k = 0, 1, \dots \\
+        &\quad g_k \leftarrow \pm\nabla J_{B_k}(\theta_k) + \lambda'\theta_k
+            \quad (- \text{ if maximize};\ \lambda' = \lambda, \text{ or } \lambda/\beta \text{ if decoupled}) \\
+        &\quad \textbf{if } k = 0:\ \psi_0 \leftarrow (1 - \alpha\beta)\theta_0 + \beta(s - \beta)g_0 \\
+        &\quad \theta_{k+1} \leftarrow \theta_k + \gamma_k\big[(\tfrac1\beta - \alpha)\theta_k
+            - \tfrac1\beta\psi_k - \beta g_k\big] \\
+        &\quad \psi_{k+1} \leftarrow \psi_k + \gamma_k\big[(\tfrac1\beta - \alpha)\theta_k
+            - \tfrac1\beta\psi_k\big]
+        \end{aligned}
+
+    Both lines use the old :math:`(\theta_k, \psi_k)`. The paper decays the step as
+    :math:`\gamma_k = \gamma_0/\sqrt{k+1}` per iteration: use :class:`inna.PowerDecayLR`.
+
+    Args:
+        params: an iterable of parameters, of dicts defining parameter groups, or of
+            ``(name, parameter)`` pairs (``named_parameters()``).
+        lr: the step :math:`\gamma` (default 0.1, the authors' PyTorch default). A float or a 1-element
+            Tensor (a Tensor lr lets ``torch.compile`` follow a scheduler without recompiling).
+        alpha: friction :math:`\alpha \ge 0` (default 0.5). Larger is slower but steadier.
+        beta: Newtonian damping :math:`\beta > 0` (default 0.1). It damps oscillations across valleys;
+            the authors suggest trying powers of ten (0.01, 1, 10) when 0.1 does not suit.
+        initial_speed: :math:`s \ge 0` in :math:`\dot\theta_0 = -s\,g_0`. ``None`` (default) means
+            :math:`s = \beta`, i.e. :math:`\psi_0 = (1 - \alpha\beta)\theta_0` (the authors' PyTorch code):
+            DIN starts with zero phase, the energy starts at :math:`(1 + \alpha\beta)J(\theta_0)` and the first
+            step is :math:`\theta_0 - \gamma_0\beta g_0`. ``1.0`` is the paper's experiments (the authors'
+            Keras/TF code): the first step is the SGD step :math:`\theta_0 - \gamma_0 g_0`, but it adds kinetic
+            energy :math:`\tfrac12(1-\beta)^2\|g_0\|^2` and can raise the loss on stiff problems. ``0.0``
+            starts at rest.
+        weight_decay: :math:`\lambda \ge 0` (default 0). By default an L2 term: INNA runs on
+            :math:`J + \tfrac\lambda2\|\theta\|^2`, as in the paper's framework.
+        decoupled_weight_decay: if True, shrink :math:`\theta` by :math:`(1 - \gamma_k\lambda)` each step and
+            leave :math:`\psi` untouched (the authors' PyTorch code). Since the gradient enters only the
+            :math:`\theta` line, scaled by :math:`\beta`, this equals the L2 form with :math:`\lambda/\beta`.
+        maximize: maximize the objective instead of minimizing it (``p.grad`` is never modified).
+        foreach: use the multi-tensor ``torch._foreach_*`` implementation. ``None`` (default) picks it
+            whenever it applies (plain dense tensors, not ``differentiable``); it is the fastest path that
+            needs no compilation.
+        fused: use the fused implementation: the reference update compiled once by ``torch.compile``
+            into one loop per tensor (reads :math:`\theta, g, \phi`, writes :math:`\theta, \phi`), on any device
+            inductor supports. The first step compiles (tens of seconds on a CPU).
+        differentiable: let autograd record through ``step()`` (for meta-learning); uses the reference path.
+
+    State:
+        ``state[p] = {"phase": Tensor}``, created at the parameter's first step with a gradient, with
+        :math:`\phi = (\alpha - 1/\beta)\theta + \psi/\beta` (the authors' ``phase``; in continuous time
+        :math:`\phi = -(\dot\theta + \beta\nabla J)`). It is the paper's :math:`\psi` in another
+        coordinate: :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` (:meth:`psi` returns it). Storing
+        :math:`\phi` avoids computing it as the difference of two large terms (exact for small
+        :math:`\beta` and in low precision) and keeps the step's memory traffic that of SGD with momentum.
+        This format is stable: later versions will load it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
+        lr: float | Tensor = 0.1,
+        alpha: float = 0.5,
+        beta: float = 0.1,
+        *,
+        initial_speed: float | None = None,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            beta=beta,
+            initial_speed=initial_speed,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            differentiable=differentiable,
+        )
+        _check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group; its hyperparameters are checked before anything changes."""
+        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        _check_hyperparameters(merged)
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in _BACKFILL.items():
+                group.setdefault(key, value)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        phases: list[Tensor],
+    ) -> None:
+        """Collect the parameters of ``group`` that have a gradient, creating their state lazily."""
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("INNA does not support sparse gradients")
+            params.append(p)
+            grads.append(p.grad)
+            state = self.state[p]
+            if "phase" not in state:
+                state["phase"] = initial_phase(
+                    p,
+                    p.grad,
+                    beta=group["beta"],
+                    initial_speed=group["initial_speed"],
+                    l2=l2_coefficient(group["weight_decay"], group["beta"], group["decoupled_weight_decay"]),
+                    maximize=group["maximize"],
+                )
+            phases.append(state["phase"])
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform one INNA step on every parameter that has a gradient.
+
+        Args:
+            closure: optional; re-evaluates the model and returns the loss (run with grad enabled).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            for group in self.param_groups:
+                params: list[Tensor] = []
+                grads: list[Tensor] = []
+                phases: list[Tensor] = []
+                self._init_group(group, params, grads, phases)
+                inna(
+                    params,
+                    grads,
+                    phases,
+                    lr=group["lr"],
+                    alpha=group["alpha"],
+                    beta=group["beta"],
+                    weight_decay=group["weight_decay"],
+                    decoupled_weight_decay=group["decoupled_weight_decay"],
+                    maximize=group["maximize"],
+                    foreach=group["foreach"],
+                    fused=group["fused"],
+                    differentiable=group["differentiable"],
+                )
+        return loss
+
+    def psi(self, param: Tensor) -> Tensor | None:
+        r"""The paper's :math:`\psi` for ``param`` (``None`` before its first step)."""
+        state = self.state.get(param)
+        if not state or "phase" not in state:
+            return None
+        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
+        return psi_from_phase(param, state["phase"], alpha=group["alpha"], beta=group["beta"])
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by :meth:`state_dict`.
+
+        The state is checked against this optimizer before anything changes: a state dict from another
+        optimizer, from another model (other group sizes or parameter shapes) or with out-of-range
+        hyperparameters raises ``ValueError`` saying what does not match, and leaves the optimizer as it was.
+        """
+        state_dict = state_dict.copy()
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        self._check_loadable(state_dict)
+        hooks = self._optimizer_load_state_dict_pre_hooks
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # already applied above
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = hooks
+
+    def _check_loadable(self, state_dict: dict[str, Any]) -> None:
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise ValueError("INNA.load_state_dict: expected a dict with 'state' and 'param_groups' (from state_dict())")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"INNA.load_state_dict: the state dict has {len(saved_groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
+        index_to_param: dict[Any, tuple[int, Tensor, str]] = {}
+        for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            missing = [k for k in ("lr", "alpha", "beta") if k not in saved]
+            if missing:
+                raise ValueError(
+                    f"INNA.load_state_dict: parameter group {g} lacks {missing}: this state dict was not saved by "
+                    f"INNA (its group keys are {sorted(k for k in saved if k != 'params')})"
+                )
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"INNA.load_state_dict: parameter group {g} has {len(saved['params'])} parameters in the state "
+                    f"dict and {len(group['params'])} in this optimizer: the state dict comes from another model"
+                )
+            try:
+                _check_hyperparameters({**_BACKFILL, **saved})
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"INNA.load_state_dict: parameter group {g}: {err}") from err
+            names = group.get("param_names") or [""] * len(group["params"])
+            for i, (key, param, name) in enumerate(zip(saved["params"], group["params"], names)):
+                index_to_param[key] = (g, param, name or f"#{i}")
+        for key, value in state_dict["state"].items():
+            if key not in index_to_param:
+                continue
+            g, param, name = index_to_param[key]
+            where = f"parameter {name} of group {g}"
+            unknown = set(value) - STATE_KEYS
+            if unknown or "phase" not in value:
+                raise ValueError(
+                    f"INNA.load_state_dict: the state of {where} has keys {sorted(value)}, INNA keeps "
+                    f"{sorted(STATE_KEYS)}: this state dict was not saved by INNA"
+                )
+            phase = value["phase"]
+            if not isinstance(phase, Tensor) or phase.shape != param.shape:
+                shape = tuple(phase.shape) if isinstance(phase, Tensor) else type(phase).__name__
+                raise ValueError(
+                    f"INNA.load_state_dict: the saved phase of {where} has shape {shape} but the parameter has "
+                    f"shape {tuple(param.shape)}: the state dict comes from another model"
+                )
