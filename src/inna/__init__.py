@@ -10,4 +10,4 @@ from .schedules import PowerDecayLR
 
 __version__ = "0.1.0"
 
-__all__ = ["INNA", "PowerDecayLR", "inna_update", "__version__"]
+__all__ = ["INNA", "PowerDecayLR", "__version__", "inna_update"]

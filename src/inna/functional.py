@@ -49,12 +49,12 @@ Implementations
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["inna", "initial_phase", "psi_from_phase", "phase_from_psi", "l2_coefficient"]
+__all__ = ["initial_phase", "inna", "l2_coefficient", "phase_from_psi", "psi_from_phase"]
 
 
 def l2_coefficient(weight_decay: float, beta: float, decoupled_weight_decay: bool) -> float:

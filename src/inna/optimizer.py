@@ -258,7 +258,9 @@ class INNA(Optimizer):
 
     def _check_loadable(self, state_dict: dict[str, Any]) -> None:
         if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
-            raise ValueError("INNA.load_state_dict: expected a dict with 'state' and 'param_groups' (from state_dict())")
+            raise ValueError(
+                "INNA.load_state_dict: expected a dict with 'state' and 'param_groups' (from state_dict())"
+            )
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
