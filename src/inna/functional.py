@@ -190,6 +190,8 @@ def _fused_inna(
         return
     if _compiled_kernel is None:
         _compiled_kernel = torch.compile(_single_tensor_inna, fullgraph=True)
+    # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
+    params, grads, phases = ([t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in (params, grads, phases))
     for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
         # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr (any scheduler)
         # never triggers a recompilation.

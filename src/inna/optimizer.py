@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .functional import initial_phase, inna, l2_coefficient, psi_from_phase
+from .functional import initial_phase, inna, psi_from_phase
 
 __all__ = ["INNA"]
 
@@ -191,7 +191,9 @@ class INNA(Optimizer):
                     p.grad,
                     beta=group["beta"],
                     initial_speed=group["initial_speed"],
-                    l2=l2_coefficient(group["weight_decay"], group["beta"], group["decoupled_weight_decay"]),
+                    # the initial velocity is -s * (gradient of the objective): the L2 term is part of that
+                    # objective, the authors' decoupled decay is not
+                    l2=0.0 if group["decoupled_weight_decay"] else group["weight_decay"],
                     maximize=group["maximize"],
                 )
             phases.append(state["phase"])

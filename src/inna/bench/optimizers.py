@@ -1,0 +1,202 @@
+"""The optimizers the benchmark compares, each with its step-size schedule and its γ₀ grid.
+
+A spec is named on the command line by a registry key (``inna``, ``sgd``, ``adam``, ...) optionally followed by
+``:key=value`` overrides, e.g. ``inna:alpha=0.3:beta=0.2:power=0.25`` or ``adam:grid=1e-4,1e-3,1e-2``.
+
+Schedules (per iteration, as in the paper): INNA and SGD use γ_k = γ₀/(k+1)^q with q = 1/2 (``power``);
+Adagrad, Adam and AdamW keep γ₀ constant (their step is adaptive; the paper added no decay); SGD with momentum
+0.9 is decayed like SGD so it is the direct heavy-ball counterpart of INNA.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from inna import INNA, PowerDecayLR
+
+__all__ = [
+    "DEFAULT_GRIDS",
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "build_optimizer",
+    "log_grid",
+    "parse_optimizer",
+]
+
+
+def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
+    """γ₀ values from ``low`` to ``high`` (inclusive), ``per_decade`` points per factor 10, rounded to 3 digits."""
+    if not (0 < low <= high) or per_decade < 1:
+        raise ValueError(f"Invalid grid: low={low}, high={high}, per_decade={per_decade} (need 0 < low <= high)")
+    n = round(math.log10(high / low) * per_decade)
+    return tuple(float(f"{low * 10 ** (i / per_decade):.3g}") for i in range(n + 1))
+
+
+#: The γ₀ grid of each optimizer family (half-decade steps, two decades), centred on each family's usual range
+#: (INNA and SGD are decayed as 1/√(k+1), so their γ₀ sits higher than a constant step would).
+DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
+    "inna": log_grid(0.03, 3.0),
+    "sgd": log_grid(0.03, 3.0),
+    "sgd-momentum": log_grid(0.01, 1.0),
+    "adagrad": log_grid(0.003, 0.3),
+    "adam": log_grid(0.0003, 0.03),
+    "adamw": log_grid(0.0003, 0.03),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer configuration of the comparison.
+
+    Attributes:
+        name: the label used in tables and figures (``"INNA(0.5,0.1)"``).
+        family: ``inna``, ``sgd``, ``sgd-momentum``, ``adagrad``, ``adam`` or ``adamw``.
+        options: keyword arguments of the torch optimizer (α, β, initial_speed, momentum, eps, ...).
+        power: the decay exponent q of γ_k = γ₀/(k+1)^q per iteration (0: constant).
+        grid: the γ₀ values tried by the selection.
+    """
+
+    name: str
+    family: str
+    options: dict[str, Any] = field(default_factory=dict)
+    power: float = 0.0
+    grid: tuple[float, ...] = ()
+
+    def key(self) -> dict[str, Any]:
+        """What identifies the configuration (without the grid): used in run identifiers."""
+        return {"family": self.family, "options": dict(sorted(self.options.items())), "power": self.power}
+
+    def with_overrides(self, **kw: Any) -> OptimizerSpec:
+        return replace(self, **kw)
+
+
+def _inna(alpha: float, beta: float, initial_speed: float | None = 1.0) -> OptimizerSpec:
+    suffix = "" if initial_speed == 1.0 else ",ψ₀ lib" if initial_speed is None else f",s={initial_speed:g}"
+    return OptimizerSpec(
+        f"INNA({alpha:g},{beta:g}{suffix})",
+        "inna",
+        {"alpha": alpha, "beta": beta, "initial_speed": initial_speed},
+        0.5,
+        DEFAULT_GRIDS["inna"],
+    )
+
+
+#: The registry: the paper's three INNA settings (with the paper's initial velocity s = 1, i.e. a first SGD step),
+#: the library-default ψ₀ variant, the paper's baselines and two modern references.
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "inna": _inna(0.5, 0.1),
+    "inna-0.1-0.1": _inna(0.1, 0.1),
+    "inna-0.5-0.5": _inna(0.5, 0.5),
+    "inna-libinit": _inna(0.5, 0.1, None),
+    "sgd": OptimizerSpec("SGD", "sgd", {}, 0.5, DEFAULT_GRIDS["sgd"]),
+    "adagrad": OptimizerSpec("Adagrad", "adagrad", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adagrad"]),
+    "adam": OptimizerSpec("Adam", "adam", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adam"]),
+    "sgd-momentum": OptimizerSpec("SGD-m0.9", "sgd-momentum", {"momentum": 0.9}, 0.5, DEFAULT_GRIDS["sgd-momentum"]),
+    "adamw": OptimizerSpec("AdamW", "adamw", {"weight_decay": 0.01}, 0.0, DEFAULT_GRIDS["adamw"]),
+}
+
+_FAMILY_OPTIONS = {
+    "inna": {"alpha", "beta", "initial_speed", "weight_decay"},
+    "sgd": {"weight_decay", "nesterov"},
+    "sgd-momentum": {"momentum", "weight_decay", "nesterov"},
+    "adagrad": {"eps", "weight_decay", "lr_decay"},
+    "adam": {"eps", "weight_decay", "beta1", "beta2"},
+    "adamw": {"eps", "weight_decay", "beta1", "beta2"},
+}
+
+
+def _number(key: str, text: str) -> float | None:
+    if key == "initial_speed" and text.lower() in ("none", "lib", "default"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"Invalid value for {key!r}: {text!r} (expected a number)") from None
+    if not math.isfinite(value):
+        raise ValueError(f"Invalid value for {key!r}: {text!r} (must be finite)")
+    return value
+
+
+def parse_optimizer(text: str) -> OptimizerSpec:
+    """Parse ``NAME[:key=value]...`` into a spec.
+
+    ``NAME`` is a key of :data:`OPTIMIZERS`. Keys: ``power`` (decay exponent q, 0 = constant), ``grid`` (γ₀ values,
+    comma-separated), ``label`` (the display name), and the optimizer's own options: ``alpha``, ``beta``,
+    ``initial_speed`` (a number or ``none``) for INNA; ``momentum``, ``eps``, ``weight_decay``, ``beta1``,
+    ``beta2``, ``nesterov``, ``lr_decay`` where they apply.
+    """
+    name, *pairs = text.strip().split(":")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {name!r}; allowed values: {', '.join(OPTIMIZERS)} (with :key=value)")
+    spec = OPTIMIZERS[name]
+    options = dict(spec.options)
+    power, grid, label = spec.power, spec.grid, None
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"Invalid optimizer option {pair!r} in {text!r} (expected key=value)")
+        if key == "power":
+            p = _number(key, value)
+            if p is None or p < 0:
+                raise ValueError(f"Invalid power {value!r} in {text!r} (must be >= 0)")
+            power = p
+        elif key == "grid":
+            values = [_number(key, v) for v in value.split(",") if v]
+            if not values or any(v is None or v <= 0 for v in values):
+                raise ValueError(f"Invalid grid {value!r} in {text!r} (positive numbers, comma-separated)")
+            grid = tuple(float(v) for v in values if v is not None)
+        elif key == "label":
+            label = value
+        elif key in _FAMILY_OPTIONS[spec.family]:
+            options[key] = _number(key, value)
+        else:
+            allowed = sorted(_FAMILY_OPTIONS[spec.family] | {"power", "grid", "label"})
+            raise ValueError(f"Unknown option {key!r} for {name!r}; allowed: {', '.join(allowed)}")
+    if label is None:
+        if spec.family == "inna" and (options != spec.options or power != spec.power):
+            s = options.get("initial_speed")
+            suffix = "" if s == 1.0 else ",ψ₀ lib" if s is None else f",s={s:g}"
+            label = f"INNA({options['alpha']:g},{options['beta']:g}{suffix}" + (
+                f",q={power:g})" if power != 0.5 else ")"
+            )
+        elif options != spec.options or power != spec.power:
+            extra = [f"{k}={v:g}" for k, v in options.items() if spec.options.get(k) != v]
+            if power != spec.power:
+                extra.append(f"q={power:g}")
+            label = f"{spec.name}({','.join(extra)})"
+        else:
+            label = spec.name
+    return OptimizerSpec(label, spec.family, options, power, grid)
+
+
+def build_optimizer(
+    spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], lr: float
+) -> tuple[Optimizer, LRScheduler | None]:
+    """The torch optimizer for ``spec`` with γ₀ = ``lr``, and its per-iteration scheduler (``None`` if constant).
+
+    Call ``scheduler.step()`` once per iteration (mini-batch).
+    """
+    o = dict(spec.options)
+    params = list(params)
+    opt: Optimizer
+    if spec.family == "inna":
+        opt = INNA(params, lr=lr, **o)
+    elif spec.family in ("sgd", "sgd-momentum"):
+        opt = torch.optim.SGD(params, lr=lr, **o)
+    elif spec.family == "adagrad":
+        opt = torch.optim.Adagrad(params, lr=lr, **o)
+    elif spec.family in ("adam", "adamw"):
+        betas = (o.pop("beta1", 0.9), o.pop("beta2", 0.999))
+        cls = torch.optim.Adam if spec.family == "adam" else torch.optim.AdamW
+        opt = cls(params, lr=lr, betas=betas, **o)
+    else:
+        raise ValueError(f"Unknown optimizer family {spec.family!r}; allowed values: {', '.join(_FAMILY_OPTIONS)}")
+    scheduler = PowerDecayLR(opt, power=spec.power) if spec.power > 0 else None
+    return opt, scheduler

@@ -1,0 +1,279 @@
+"""The paper's protocol: tasks, suites, γ₀ selection on the training loss, then full runs over seeds.
+
+For every (task, optimizer): each γ₀ of the optimizer's grid is trained for ``tune_epochs`` epochs with the first
+seed; the γ₀ with the lowest **training** loss (mean cross-entropy on the whole training set) at the end of that
+budget is selected (diverged runs count as +inf). The test set is never looked at. Then the selected γ₀ is
+trained for ``epochs`` epochs with every seed; for a given seed all optimizers start from the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .data import DATASETS, dataset_available
+from .optimizers import OptimizerSpec, parse_optimizer
+from .runner import Record, ResultsStore, RunConfig, execute_runs, group_runs
+
+__all__ = ["SUITES", "Suite", "Task", "run_suite", "select_lr", "suite_with_overrides"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One data set + network + training budget.
+
+    Attributes:
+        name: the task's label (``"fashion-nin"``).
+        dataset, model, width: see :mod:`inna.bench.data` and :mod:`inna.bench.models`.
+        epochs: the budget of the full runs; tune_epochs: the budget of the γ₀ selection (paper: 15 of 200).
+        batch_size: mini-batch size (paper: 32).
+        train_subset, test_subset: keep that many examples (stratified, fixed draw) to fit a CPU budget.
+        target_loss: the training loss whose first crossing the report counts in steps (None: chosen by the report).
+    """
+
+    name: str
+    dataset: str
+    model: str
+    epochs: int
+    tune_epochs: int
+    width: float = 1.0
+    batch_size: int = 32
+    train_subset: int | None = None
+    test_subset: int | None = None
+    target_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A set of tasks, the optimizers compared on each, and the number of seeds of the full runs."""
+
+    name: str
+    description: str
+    tasks: tuple[Task, ...]
+    optimizers: tuple[str, ...]
+    seeds: int = 3
+    grid_points: int | None = None  # keep only this many central points of each γ₀ grid (None: all)
+    optional_datasets: frozenset[str] = field(default_factory=frozenset)
+
+
+_PAPER_OPTIMIZERS = ("inna", "inna-0.1-0.1", "inna-0.5-0.5", "inna-libinit", "sgd", "adagrad", "adam",
+                     "sgd-momentum", "adamw")  # fmt: skip
+
+SUITES: dict[str, Suite] = {
+    "quick": Suite(
+        "quick",
+        "A few-minute CPU smoke comparison on offline data: MLPs on digits, MNIST-1D and a Fashion-MNIST subset, "
+        "a small CNN on MNIST-5k; INNA(0.5,0.1) vs SGD, Adam, Adagrad; 5-point γ₀ grids tuned on the full budget, 2 seeds.",
+        (
+            Task("digits-mlp", "digits", "mlp", epochs=8, tune_epochs=8),
+            Task("mnist1d-mlp", "mnist1d", "mlp", epochs=8, tune_epochs=8),
+            Task("mnist5k-cnn", "mnist5k", "cnn", epochs=2, tune_epochs=2, width=0.5, train_subset=2000),
+            Task("fashion-mlp", "fashion-mnist", "mlp", epochs=2, tune_epochs=2, train_subset=4000, test_subset=2000),
+        ),
+        ("inna", "sgd", "adam", "adagrad"),
+        seeds=2,
+        optional_datasets=frozenset({"fashion-mnist"}),
+    ),
+    "paper": Suite(
+        "paper",
+        "The paper's protocol: Network in Network, batch 32, 200 epochs, γ₀ selected by the training loss after 15 "
+        "epochs, 5 seeds, on --dataset (cifar100 by default, also cifar10, mnist, fashion-mnist).",
+        (Task("cifar100-nin", "cifar100", "nin", epochs=200, tune_epochs=15),),
+        _PAPER_OPTIMIZERS,
+        seeds=5,
+    ),
+    "cpu-paper": Suite(
+        "cpu-paper",
+        "A CPU-sized version of the paper's protocol: a width-1/4 NiN on a 4,000-image Fashion-MNIST subset "
+        "and a 1-D CNN on MNIST-1D, batch 32, γ₀ by training loss after a short budget, 3 seeds.",
+        (
+            Task("fashion-nin", "fashion-mnist", "nin", 6, 2, width=0.25, train_subset=4000, test_subset=2000),
+            Task("mnist1d-cnn", "mnist1d", "cnn1d", epochs=15, tune_epochs=5),
+        ),
+        ("inna", "inna-0.1-0.1", "inna-0.5-0.5", "inna-libinit", "sgd", "adagrad", "adam", "sgd-momentum", "adamw"),
+        seeds=3,
+        grid_points=3,
+    ),
+}
+
+
+def suite_with_overrides(
+    suite: Suite,
+    *,
+    datasets: Sequence[str] | None = None,
+    model: str | None = None,
+    width: float | None = None,
+    epochs: int | None = None,
+    tune_epochs: int | None = None,
+    batch_size: int | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    seeds: int | None = None,
+    optimizers: Sequence[str] | None = None,
+    grid_points: int | None = None,
+) -> Suite:
+    """A copy of ``suite`` with the command-line overrides applied (``None``: keep the suite's value).
+
+    ``datasets`` replaces the tasks' data sets: each listed data set gets the suite's first task's network and
+    budget (the paper suite's NiN on cifar100 becomes the NiN on cifar10, say).
+    """
+    tasks = list(suite.tasks)
+    optional = suite.optional_datasets
+    if datasets:
+        for d in datasets:
+            if d not in DATASETS:
+                raise ValueError(f"Unknown dataset {d!r}; allowed values: {', '.join(DATASETS)}")
+        by_dataset = {t.dataset: t for t in tasks}
+        template = tasks[0]
+        tasks = [by_dataset.get(d) or replace(template, name=f"{d}-{template.model}", dataset=d) for d in datasets]
+        if suite.name == "paper":
+            tasks = [replace(t, name=f"{t.dataset}-{t.model}") for t in tasks]
+        optional = frozenset()
+    changes: dict[str, Any] = {}
+    given = {"model": model, "width": width, "epochs": epochs, "tune_epochs": tune_epochs, "batch_size": batch_size,
+             "train_subset": train_subset, "test_subset": test_subset}  # fmt: skip
+    for key, value in given.items():
+        if value is not None:
+            changes[key] = value
+    for key in ("epochs", "tune_epochs", "batch_size", "train_subset", "test_subset"):
+        if key in changes and changes[key] < 1:
+            raise ValueError(f"Invalid {key} value: {changes[key]} (must be >= 1)")
+    if "width" in changes and not changes["width"] > 0:
+        raise ValueError(f"Invalid width value: {changes['width']} (must be > 0)")
+    if changes:
+        tasks = [replace(t, **changes) for t in tasks]
+        if "model" in changes:
+            tasks = [replace(t, name=f"{t.dataset}-{t.model}") for t in tasks]
+    if seeds is not None and seeds < 1:
+        raise ValueError(f"Invalid seeds value: {seeds} (must be >= 1)")
+    opts = tuple(optimizers) if optimizers else suite.optimizers
+    for o in opts:
+        parse_optimizer(o)  # validates
+    return replace(
+        suite,
+        tasks=tuple(tasks),
+        optimizers=opts,
+        seeds=seeds if seeds is not None else suite.seeds,
+        grid_points=grid_points if grid_points is not None else suite.grid_points,
+        optional_datasets=optional,
+    )
+
+
+def _central(grid: tuple[float, ...], n: int | None) -> tuple[float, ...]:
+    if n is None or n >= len(grid):
+        return grid
+    start = (len(grid) - n) // 2
+    return grid[start : start + n]
+
+
+def select_lr(losses: dict[float, float | None]) -> float | None:
+    """The γ₀ with the lowest final training loss (None / NaN / inf count as diverged); None if all diverged.
+
+    Ties go to the smaller γ₀.
+    """
+    finite = {lr: v for lr, v in losses.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return None
+    return min(sorted(finite), key=lambda lr: finite[lr])
+
+
+def _final_train_loss(epochs: dict[int, Record], end: Record | None) -> float | None:
+    if end is None or end.get("status") != "completed" or not epochs:
+        return None
+    return epochs[max(epochs)].get("train_loss")
+
+
+def run_suite(
+    suite: Suite,
+    out_dir: str | os.PathLike[str],
+    *,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    workers: int = 1,
+    fixed_lrs: dict[str, float] | None = None,
+    progress: bool = True,
+    log: Any = print,
+) -> list[Record]:
+    """Run ``suite`` into ``out_dir`` (``results.jsonl`` + ``checkpoints/``), resuming what is already there.
+
+    ``fixed_lrs`` maps an optimizer's command-line name to a γ₀ that skips its selection.
+    Returns the ``selection`` records (one per task × optimizer).
+    """
+    out = Path(out_dir)
+    store = ResultsStore(out / "results.jsonl")
+    ckpt = out / "checkpoints"
+    fixed_lrs = dict(fixed_lrs or {})
+    specs = {o: parse_optimizer(o) for o in suite.optimizers}
+    for name in fixed_lrs:
+        if name not in specs:
+            raise ValueError(f"--lr {name}=...: {name!r} is not among the optimizers ({', '.join(specs)})")
+    names = [s.name for s in specs.values()]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two optimizers have the same label: {names}; give one a :label=...")
+
+    tasks: list[Task] = []
+    for t in suite.tasks:
+        if dataset_available(t.dataset, data_dir):
+            tasks.append(t)
+        elif t.dataset in suite.optional_datasets:
+            log(f"[inna bench] skipping {t.name}: {t.dataset} is not installed here")
+        else:
+            tasks.append(t)  # let the loader raise its message saying where to put which files
+    records = store.records()
+    if not any(r.get("type") == "suite" for r in records):
+        store.append({"type": "suite", "name": suite.name, "description": suite.description, "seeds": suite.seeds,
+                      "tasks": [t.__dict__ for t in tasks], "optimizers": list(suite.optimizers)})  # fmt: skip
+    seeds = list(range(suite.seeds))
+
+    def config(t: Task, spec: OptimizerSpec, lr: float, seed: int, epochs: int) -> RunConfig:
+        return RunConfig(t.name, t.dataset, t.model, t.width, spec, lr, seed, epochs, t.batch_size, t.train_subset,
+                         t.test_subset, data_dir, device)  # fmt: skip
+
+    # 1. γ₀ selection on the training loss, first seed, short budget
+    tune: dict[tuple[str, str], dict[float, RunConfig]] = {}
+    for t in tasks:
+        for key, spec in specs.items():
+            if key in fixed_lrs:
+                continue
+            grid = _central(spec.grid, suite.grid_points)
+            tune[t.name, key] = {lr: config(t, spec, lr, seeds[0], t.tune_epochs) for lr in grid}
+    all_tune = [c for d in tune.values() for c in d.values()]
+    execute_runs(all_tune, store, ckpt, workers, progress, desc="select γ₀")
+    by_id = {rid: (ep, end) for rid, _, ep, end in group_runs(store.records())}
+    selections: list[Record] = []
+    existing = {(r["task"], r["optimizer"]): r for r in store.records() if r.get("type") == "selection"}
+    for t in tasks:
+        for key, spec in specs.items():
+            if key in fixed_lrs:
+                chosen, losses = fixed_lrs[key], {}
+            else:
+                grid = tune[t.name, key]
+                losses = {lr: _final_train_loss(*by_id.get(c.run_id, ({}, None))) for lr, c in grid.items()}
+                chosen = select_lr(losses)
+            finals = [] if chosen is None else [config(t, spec, chosen, s, t.epochs) for s in seeds]
+            rec = {"type": "selection", "task": t.name, "optimizer": spec.name, "spec": key, "lr": chosen,
+                   "criterion": "training loss" if key not in fixed_lrs else "fixed",
+                   "tune_epochs": t.tune_epochs, "losses": {f"{lr:g}": v for lr, v in losses.items()},
+                   "tune_run_ids": [c.run_id for c in tune.get((t.name, key), {}).values()],
+                   "run_ids": [c.run_id for c in finals]}  # fmt: skip
+            if chosen is None:
+                log(f"[inna bench] {t.name} {spec.name}: every γ₀ diverged during selection")
+            old = existing.get((t.name, spec.name))
+            if old is None or any(old.get(k) != rec[k] for k in ("lr", "run_ids")):
+                store.append(rec)
+            selections.append(rec)
+
+    # 2. full runs with the selected γ₀, every seed
+    finals = [
+        config(t, specs[s["spec"]], s["lr"], seed, t.epochs)
+        for t in tasks
+        for s in selections
+        if s["task"] == t.name and s["lr"] is not None
+        for seed in seeds
+    ]
+    execute_runs(finals, store, ckpt, workers, progress, desc="full runs")
+    return selections
