@@ -1,0 +1,235 @@
+"""``inna bench``, ``inna report`` and ``inna sweep`` (registered by :mod:`inna.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+_SUITE_HELP = """suites:
+  quick      (default) MLPs on digits, MNIST-1D and a Fashion-MNIST subset (skipped if not installed), a small
+             CNN on MNIST-5k; INNA(0.5,0.1), SGD, Adam, Adagrad; a few minutes on 2 CPU cores.
+  cpu-paper  the paper's protocol sized for a CPU: width-1/4 NiN on a 3,000-image Fashion-MNIST subset and a
+             1-D CNN on MNIST-1D, all nine optimizers, 3 seeds (about half an hour on 2 cores).
+  paper      the paper's protocol: NiN, batch 32, 200 epochs, gamma0 chosen by training loss after 15 epochs,
+             5 seeds, all nine optimizers, on --dataset (cifar100 by default; cifar10, mnist, fashion-mnist).
+
+optimizers (use with --optimizers; add :key=value to change options):
+  inna (alpha=0.5, beta=0.1, the paper's default), inna-0.1-0.1, inna-0.5-0.5, inna-libinit (psi0 = (1-ab)theta0,
+  the library default initial_speed=None; the others use the paper's initial_speed=1), sgd (gamma0/sqrt(k+1)),
+  adagrad, adam (constant step), sgd-momentum (0.9, gamma0/sqrt(k+1)), adamw (constant, weight decay 0.01).
+  e.g. inna:alpha=0.3:beta=0.2:power=0.25   adam:grid=1e-4,1e-3   sgd:power=0:label=SGD-const
+
+datasets: digits, mnist1d, mnist5k, fashion-mnist (offline); mnist, cifar10, cifar100 (from --data-dir, see
+docs/bench.md for the file layout). Results go to OUT/results.jsonl (resumable: rerun the same command),
+OUT/report.md and OUT/figures/*.png.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {v}")
+    return v
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _fixed_lr(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected OPTIMIZER=GAMMA0, got {text!r}")
+    return name, _positive_float(value)
+
+
+def _default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data, budget and execution")
+    g.add_argument("--data-dir", metavar="D", help="directory with user-provided data (mnist, cifar10, cifar100, "
+                   "or fashion-mnist instead of /usr/share/datasets/fashion-mnist); the mnist1d cache for mnist1d")
+    g.add_argument("--out", metavar="DIR", help="output directory (default: runs/<suite>[-<dataset>]); rerunning "
+                   "with the same DIR resumes: finished runs are not redone, interrupted ones continue")
+    g.add_argument("--model", choices=["nin", "vgg11", "resnet18", "cnn", "cnn1d", "mlp"],
+                   help="replace every task's network")
+    g.add_argument("--width", type=_positive_float, help="channel-width multiplier of the networks (NiN: 0.25 is "
+                   "CPU-sized; 1 is the paper's 967,096-parameter NiN)")
+    g.add_argument("--epochs", type=_positive_int, help="epochs of the full runs (paper: 200)")
+    g.add_argument("--tune-epochs", type=_positive_int, help="epochs of each gamma0-selection run (paper: 15)")
+    g.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 32, the paper's)")
+    g.add_argument("--train-subset", type=_positive_int, metavar="N", help="keep N training examples "
+                   "(class-stratified, fixed draw)")
+    g.add_argument("--test-subset", type=_positive_int, metavar="N", help="keep N test examples")
+    g.add_argument("--grid-points", type=_positive_int, metavar="K", help="try only the K central values of "
+                   "each gamma0 grid")
+    g.add_argument("--workers", type=_positive_int, default=_default_workers(), help="independent runs in "
+                   "parallel processes, one torch thread each (default: %(default)s)")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--no-figures", action="store_true", help="write the report without PNG figures")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench``, ``report`` and ``sweep`` subcommands to the ``inna`` parser."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "bench",
+        help="compare INNA with SGD, Adagrad, Adam (and more) under the paper's protocol; print the table",
+        description="Run a benchmark suite: gamma0 of each optimizer selected from a log grid by the lowest "
+        "TRAINING loss after a short budget (never the test set), then full runs over several seeds from the same "
+        "initial weights; per-epoch results appended to OUT/results.jsonl; then OUT/report.md and figures.",
+        epilog=_SUITE_HELP,
+        formatter_class=fmt,
+    )
+    p.add_argument("--suite", choices=["quick", "cpu-paper", "paper"], default="quick",
+                   help="which suite to run (default: quick; see below)")
+    p.add_argument("--dataset", nargs="+", metavar="NAME", help="run the suite's network and budget on these "
+                   "data sets instead (e.g. --suite paper --dataset cifar10)")
+    p.add_argument("--optimizers", nargs="+", metavar="SPEC", help="optimizers to compare (see below)")
+    p.add_argument("--seeds", type=_positive_int, help="number of seeds of the full runs")
+    p.add_argument("--lr", action="append", type=_fixed_lr, default=[], metavar="OPT=GAMMA0",
+                   help="skip gamma0 selection for OPT and use GAMMA0 (repeatable)")
+    _add_common(p)
+    p.set_defaults(func=_bench)
+
+    r = subparsers.add_parser(
+        "report",
+        help="write RUNDIR/report.md and RUNDIR/figures/*.png from RUNDIR/results.jsonl",
+        description="Markdown report (final training loss, test accuracy mean ± std over seeds, steps to reach a "
+        "target training loss, the gamma0 selection grid) and paper-style figures (log10 training loss and test "
+        "accuracy vs epochs, mean curve and min–max band over seeds) from a directory written by `inna bench`.",
+    )
+    r.add_argument("rundir", metavar="RUNDIR", help="a directory containing results.jsonl")
+    r.add_argument("--target-loss", type=_positive_float, help="training loss for the 'steps to reach' column "
+                   "(default: the task's own target, else the median of the optimizers' final losses)")
+    r.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
+    r.add_argument("--title", help="title of the report")
+    r.set_defaults(func=_report)
+
+    s = subparsers.add_parser(
+        "sweep",
+        help="INNA (alpha, beta, decay power) sensitivity heatmap on one task, tuned like the baselines",
+        description="Each (alpha, beta, q) is treated as its own optimizer: gamma0 selected from the INNA grid by "
+        "training loss, at the same budget as the baselines; writes OUT/sweep.md, OUT/sweep.png (heatmaps of the "
+        "final training loss, one panel per q) and the usual results.jsonl / report.md.",
+        formatter_class=fmt,
+    )
+    s.add_argument("--dataset", default="mnist1d", help="data set (default: mnist1d)")
+    s.add_argument("--alphas", type=_floats, default=[0.1, 0.5, 1.0], help="comma-separated alphas "
+                   "(default: 0.1,0.5,1)")
+    s.add_argument("--betas", type=_floats, default=[0.01, 0.1, 0.5], help="comma-separated betas "
+                   "(default: 0.01,0.1,0.5)")
+    s.add_argument("--powers", type=_floats, default=[0.5], help="comma-separated decay powers q of "
+                   "gamma0/(k+1)^q, 0 = constant (default: 0.5)")
+    s.add_argument("--baselines", nargs="*", default=["sgd", "adam"], metavar="SPEC",
+                   help="optimizers tuned the same way for reference (default: sgd adam)")
+    s.add_argument("--seeds", type=_positive_int, default=1, help="seeds per configuration (default: 1)")
+    _add_common(s)
+    s.set_defaults(func=_sweep, model_default="mlp", epochs_default=5)
+
+
+def _command() -> str:
+    return "inna " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0].endswith("inna") \
+        else " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError
+    from .protocol import SUITES, run_suite, suite_with_overrides
+    from .report import write_report
+    from .runner import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        datasets = args.dataset
+        if args.suite == "paper" and not datasets:
+            datasets = ["cifar100"]
+        suite = suite_with_overrides(
+            SUITES[args.suite], datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
+            tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
+            test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
+        )  # fmt: skip
+        out = Path(args.out or f"runs/{args.suite}" + (f"-{'-'.join(datasets)}" if datasets else ""))
+        t0 = time.perf_counter()
+        run_suite(suite, out, data_dir=args.data_dir, device=device, workers=args.workers,
+                  fixed_lrs=dict(args.lr), progress=not args.no_progress)  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        report, summary = write_report(out, figures=not args.no_figures, command=_command())
+    except (DatasetNotFoundError, ValueError) as err:
+        print(f"inna bench: error: {err}", file=sys.stderr)
+        return 2
+    print(summary)
+    print(f"[inna bench] suite {suite.name} finished in {elapsed:.0f} s; results {out / 'results.jsonl'}, "
+          f"report {report}" + ("" if args.no_figures else f", figures {out / 'figures'}/"))  # fmt: skip
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    try:
+        report, summary = write_report(args.rundir, target_loss=args.target_loss, figures=not args.no_figures,
+                                       title=args.title)  # fmt: skip
+    except FileNotFoundError as err:
+        print(f"inna report: error: {err}", file=sys.stderr)
+        return 2
+    print(summary)
+    print(f"[inna report] wrote {report}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .data import DATASETS, DatasetNotFoundError
+    from .protocol import Task
+    from .report import write_report
+    from .runner import resolve_device
+    from .sweep import run_sweep, write_sweep_report
+
+    try:
+        if args.dataset not in DATASETS:
+            raise ValueError(f"Unknown dataset {args.dataset!r}; allowed values: {', '.join(DATASETS)}")
+        device = resolve_device(args.device)
+        model = args.model or ("cnn1d" if args.dataset == "mnist1d" else "mlp")
+        epochs = args.epochs or 5
+        task = Task(f"{args.dataset}-{model}", args.dataset, model, epochs=epochs,
+                    tune_epochs=args.tune_epochs or epochs, width=args.width or 1.0,
+                    batch_size=args.batch_size or 32, train_subset=args.train_subset,
+                    test_subset=args.test_subset)  # fmt: skip
+        out = Path(args.out or f"runs/sweep-{task.name}")
+        run_sweep(task, out, alphas=args.alphas, betas=args.betas, powers=args.powers, baselines=args.baselines,
+                  seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
+                  workers=args.workers, progress=not args.no_progress)  # fmt: skip
+        path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command())
+        write_report(out, figures=not args.no_figures, command=_command())
+    except (DatasetNotFoundError, ValueError) as err:
+        print(f"inna sweep: error: {err}", file=sys.stderr)
+        return 2
+    print(path.read_text(encoding="utf-8"))
+    print(f"[inna sweep] wrote {path} and {out / 'sweep.png'}")
+    return 0
