@@ -13,7 +13,7 @@ Durability and resume:
   the other runs go on.
 
 Record types (one JSON object per line, ``"type"`` first): ``run_start`` (the run's full config), ``epoch``
-(``epoch``, ``steps``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, ``wall_time``, ``lr``),
+(``epoch``, ``steps``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, ``wall_time``, ``lr_now``),
 ``run_end`` (``status``, ``epochs``, ``steps``, ``wall_time``); the protocol adds ``suite`` and ``selection``.
 Non-finite numbers are written as ``null``.
 """
@@ -260,7 +260,7 @@ def train_run(cfg: RunConfig, emit: Callable[[Record], None], checkpoint_dir: st
         train_loss, train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
         emit({"type": "epoch", **base, "epoch": 0, "steps": 0, "train_loss": train_loss, "train_acc": train_acc,
-              "test_loss": test_loss, "test_acc": test_acc, "wall_time": 0.0, "lr": cfg.lr})  # fmt: skip
+              "test_loss": test_loss, "test_acc": test_acc, "wall_time": 0.0, "lr_now": cfg.lr})  # fmt: skip
     status = "completed"
     n = len(y_train)
     while epoch < cfg.epochs:
@@ -289,7 +289,7 @@ def train_run(cfg: RunConfig, emit: Callable[[Record], None], checkpoint_dir: st
         lr_now = float(opt.param_groups[0]["lr"])
         emit({"type": "epoch", **base, "epoch": epoch, "steps": steps, "train_loss": train_loss,
               "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc, "wall_time": wall,
-              "lr": lr_now})  # fmt: skip
+              "lr_now": lr_now})  # fmt: skip
         if status == "diverged":
             break
         if epoch < cfg.epochs:
