@@ -412,7 +412,7 @@ def test_load_state_dict_with_invalid_hyperparameters_is_refused():
     opt = INNA(model.parameters(), lr=0.1)
     sd = opt.state_dict()
     sd["param_groups"][0]["beta"] = 0.0
-    with pytest.raises(ValueError, match="group 0.*Invalid beta value: 0.0"):
+    with pytest.raises(ValueError, match=r"group 0.*Invalid beta value: 0\.0"):
         opt.load_state_dict(sd)
     assert opt.param_groups[0]["beta"] == 0.1
 

@@ -147,7 +147,8 @@ def test_fused_matches_reference(fresh_dynamo, shapes, hparams):
         return not (i == 1 and 3 <= k < 6) and k != 8
 
     lrs = [hparams["lr"] / (k + 1) ** 0.5 for k in range(30)]
-    dtheta, dpsi, *_ = run_pair(shapes, 30, hparams, "fused", noncontig=[False, True, True, False], grad_mask=grad_mask, lrs=lrs)
+    noncontig = [False, True, True, False]
+    dtheta, dpsi, *_ = run_pair(shapes, 30, hparams, "fused", noncontig=noncontig, grad_mask=grad_mask, lrs=lrs)
     assert dtheta < 1e-12 and dpsi < 1e-12
     # the compiled kernel really ran (one graph per (device, dtype) group and list layout), no eager fallback
     from torch._dynamo.utils import counters

@@ -48,6 +48,7 @@ Implementations
 
 from __future__ import annotations
 
+import types
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -169,7 +170,24 @@ def _multi_tensor_inna(
         torch._foreach_add_(dev_phases, dev_grads, alpha=lr * (1 - alpha * beta) * sign)
 
 
-_compiled_kernel: Callable[..., None] | None = None
+#: Compiled kernels by tensor layout and constants. Each gets its own copy of the reference's code object,
+#: hence its own dynamo cache: one graph per kernel, however many optimizers a process builds (a shared code
+#: object would hit dynamo's recompile limit, a hard error under ``fullgraph=True``).
+_KERNELS: dict[tuple, Callable[..., None]] = {}
+
+
+def _kernel(params: list[Tensor], grads: list[Tensor], phases: list[Tensor], constants: tuple) -> Callable[..., None]:
+    key = (
+        constants,
+        tuple((t.device, t.dtype, t.shape, t.stride()) for ts in (params, grads, phases) for t in ts),
+    )
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        ref = _single_tensor_inna
+        clone = types.FunctionType(ref.__code__.replace(), ref.__globals__, ref.__name__, ref.__defaults__)
+        clone.__kwdefaults__ = ref.__kwdefaults__
+        kernel = _KERNELS[key] = torch.compile(clone, fullgraph=True, dynamic=False)
+    return kernel
 
 
 def _fused_inna(
@@ -183,21 +201,19 @@ def _fused_inna(
     l2: float,
     maximize: bool,
 ) -> None:
-    global _compiled_kernel
     if torch.compiler.is_compiling():
         # Already inside a graph being compiled: inductor fuses the reference as it is.
         _single_tensor_inna(params, grads, phases, lr, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
         return
-    if _compiled_kernel is None:
-        _compiled_kernel = torch.compile(_single_tensor_inna, fullgraph=True)
     # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
     params, grads, phases = ([t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in (params, grads, phases))
     for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
         # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr (any scheduler)
         # never triggers a recompilation.
-        lr_t = torch.as_tensor(lr, dtype=torch.float64 if dev_params[0].dtype == torch.float64 else torch.float32)
-        lr_t = lr_t.to(dev_params[0].device).reshape(())
-        _compiled_kernel(dev_params, dev_grads, dev_phases, lr_t, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+        dtype = torch.float64 if dev_params[0].dtype in (torch.float64, torch.complex128) else torch.float32
+        lr_t = torch.as_tensor(lr, dtype=dtype).to(dev_params[0].device).reshape(())
+        kernel = _kernel(dev_params, dev_grads, dev_phases, (alpha, beta, l2, maximize))
+        kernel(dev_params, dev_grads, dev_phases, lr_t, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
 
 
 def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
