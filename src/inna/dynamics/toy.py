@@ -11,10 +11,12 @@ a kink at :math:`(0, 0)`. The settings are the poster's :math:`(\alpha, \beta) \
 **Our choices (the poster does not give them).** Every run uses :class:`inna.INNA` with the constant step
 :math:`\gamma = 10^{-3}` (so iteration :math:`k` is time :math:`t = k\gamma` of DIN, and the picture is the
 continuous dynamics up to :math:`O(\gamma)`), full gradients by autograd (:math:`|\cdot|'(0) = 0`), for
-:math:`T = 12` time units, starting **at rest** (``initial_speed=0``: :math:`\dot\theta_0 = 0`). The paper's
-training default (velocity :math:`-\nabla J(\theta_0) \approx -(99, 100)`) throws every run far off the
-picture. Gradient descent is the Euler scheme of the gradient flow at the same :math:`\gamma`; heavy ball is
-the same discretisation of DIN with :math:`\beta = 0` (heavy ball with friction,
+:math:`T = 20` time units (20 000 steps), starting **at rest** (``initial_speed=0``,
+:math:`\dot\theta_0 = 0`). With the paper's training default ``initial_speed=1`` (velocity
+:math:`-\nabla J(\theta_0) = -(99, 100)`) the runs leave the picture: :math:`\beta = 0.01` flies to
+:math:`\approx(100, 100)`, :math:`\beta = 0.1` out to :math:`\theta_1 \approx 2.9`.
+Gradient descent is the Euler scheme of the gradient flow at the same :math:`\gamma`; heavy ball is the
+same discretisation of DIN with :math:`\beta = 0` (heavy ball with friction,
 :math:`\ddot\theta + \alpha\dot\theta + \nabla J = 0`): momentum :math:`1 - \gamma\alpha`, step :math:`\gamma^2`,
 :math:`\alpha = 0.5`.
 """
@@ -50,7 +52,7 @@ TOY_START: tuple[float, float] = (-1.0, 1.5)
 TOY_MINIMUM: tuple[float, float] = (1.0, 1.0)
 TOY_SETTINGS: tuple[tuple[float, float], ...] = ((0.5, 0.01), (0.5, 0.1), (1.3, 0.1))
 TOY_LR: float = 1e-3
-TOY_TIME: float = 12.0
+TOY_TIME: float = 20.0
 
 
 def toy_function(x: torch.Tensor) -> torch.Tensor:
