@@ -1,0 +1,114 @@
+"""The `inna bench`, `inna report` and `inna sweep` commands, including the paper suite on fixture CIFAR files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_cifar10_dir, make_cifar100_dir
+
+from inna.cli import main
+
+TINY_NIN = ["--width", "0.05", "--epochs", "1", "--tune-epochs", "1", "--seeds", "1", "--grid-points", "1",
+            "--workers", "1", "--no-progress"]  # fmt: skip
+
+
+def test_help_documents_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "bench" in out and "report" in out and "sweep" in out
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    for needle in ("--suite", "cpu-paper", "--data-dir", "--workers", "--device", "inna-libinit", "cifar100"):
+        assert needle in out
+
+
+def test_paper_suite_on_fixture_cifar100(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_cifar100_dir(tmp_path / "data", n_train=64, n_test=32)
+    out = tmp_path / "out"
+    code = main(["bench", "--suite", "paper", "--dataset", "cifar100", "--data-dir", str(data), "--out", str(out),
+                 "--optimizers", "inna", "sgd", *TINY_NIN])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "cifar100-nin" in printed and "| INNA(0.5,0.1) |" in printed and "| SGD |" in printed
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    suite = next(r for r in records if r["type"] == "suite")
+    assert suite["name"] == "paper" and suite["tasks"][0]["model"] == "nin" and suite["tasks"][0]["batch_size"] == 32
+    start = next(r for r in records if r["type"] == "run_start")
+    assert start["config"]["dataset"] == "cifar100" and start["config"]["epochs"] == 1
+    first = next(r for r in records if r["type"] == "epoch" and r["epoch"] == 0)
+    assert first["train_loss"] == pytest.approx(4.605, abs=0.1)  # ln 100: the paper's curves start at log10 ≈ 0.66
+    assert (out / "report.md").is_file() and (out / "figures" / "cifar100-nin.png").is_file()
+
+
+def test_paper_suite_on_fixture_cifar10_archive_with_fixed_lr(tmp_path: Path) -> None:
+    data = make_cifar10_dir(tmp_path / "data", per_batch=8, n_test=16, archive=True)
+    out = tmp_path / "out"
+    code = main(["bench", "--suite", "paper", "--dataset", "cifar10", "--data-dir", str(data), "--out", str(out),
+                 "--optimizers", "adam", "--lr", "adam=0.001", "--no-figures", *TINY_NIN])  # fmt: skip
+    assert code == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    sel = next(r for r in records if r["type"] == "selection")
+    assert sel["lr"] == 0.001 and sel["criterion"] == "fixed" and sel["tune_run_ids"] == []
+    assert sum(r["type"] == "run_end" for r in records) == 1  # no tuning runs
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--suite", "paper", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), *TINY_NIN])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cifar-100-python" in err and "--data-dir" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["bench", "--workers", "0"], "positive integer"),
+        (["bench", "--suite", "huge"], "invalid choice"),
+        (["bench", "--lr", "adam"], "OPTIMIZER=GAMMA0"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_bad_optimizer_and_dataset_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--optimizers", "lamb", "--out", str(tmp_path)]) == 2
+    assert "allowed values: inna" in capsys.readouterr().err
+    assert main(["bench", "--dataset", "svhn", "--out", str(tmp_path)]) == 2
+    assert "allowed values: digits" in capsys.readouterr().err
+
+
+def test_report_command_and_missing_rundir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["bench", "--dataset", "digits", "--optimizers", "inna:grid=0.3", "adagrad:grid=0.03",
+                 "--epochs", "2", "--tune-epochs", "1", "--seeds", "2", "--out", str(out), "--workers", "1",
+                 "--no-progress", "--no-figures"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["report", str(out), "--target-loss", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "steps to loss ≤ 10" in printed
+    text = (out / "report.md").read_text()
+    assert "![digits-mlp](figures/digits-mlp.png)" in text and (out / "figures" / "digits-mlp.png").is_file()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "results.jsonl" in capsys.readouterr().err
+
+
+def test_sweep_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--dataset", "digits", "--model", "mlp", "--alphas", "0.5,1", "--betas", "0.1",
+                 "--powers", "0,0.5", "--epochs", "1", "--grid-points", "1", "--baselines", "sgd",
+                 "--train-subset", "300", "--out", str(out), "--workers", "1", "--no-progress"])  # fmt: skip
+    assert code == 0
+    text = (out / "sweep.md").read_text()
+    assert text.count("| INNA(") == 4 and "| SGD |" in text
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "report.md").is_file()
+    assert main(["sweep", "--betas", "0", "--out", str(out)]) == 2
+    assert "betas > 0" in capsys.readouterr().err
