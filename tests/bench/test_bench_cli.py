@@ -103,11 +103,17 @@ def test_report_command_and_missing_rundir(tmp_path: Path, capsys: pytest.Captur
 def test_sweep_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sweep"
     code = main(["sweep", "--dataset", "digits", "--model", "mlp", "--alphas", "0.5,1", "--betas", "0.1",
-                 "--powers", "0,0.5", "--epochs", "1", "--grid-points", "1", "--baselines", "sgd",
+                 "--powers", "0,0.5", "--epochs", "1", "--grid", "0.1,0.3", "--baselines", "sgd:grid=0.3",
                  "--train-subset", "300", "--out", str(out), "--workers", "1", "--no-progress"])  # fmt: skip
     assert code == 0
     text = (out / "sweep.md").read_text()
     assert text.count("| INNA(") == 4 and "| SGD |" in text
+    from inna.bench.sweep import sweep_table
+
+    rows = sweep_table(out)
+    assert {r["lr"] for r in rows if r["alpha"] is not None} <= {0.1, 0.3}
+    assert {(r["alpha"], r["beta"], r["power"]) for r in rows if r["alpha"] is not None} == {
+        (0.5, 0.1, 0.0), (1.0, 0.1, 0.0), (0.5, 0.1, 0.5), (1.0, 0.1, 0.5)}
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "report.md").is_file()
     assert main(["sweep", "--betas", "0", "--out", str(out)]) == 2

@@ -149,6 +149,8 @@ def register(subparsers: Any) -> None:
                    "gamma0/(k+1)^q, 0 = constant (default: 0.5)")
     s.add_argument("--baselines", nargs="*", default=["sgd", "adam"], metavar="SPEC",
                    help="optimizers tuned the same way for reference (default: sgd adam)")
+    s.add_argument("--grid", type=_floats, help="comma-separated gamma0 values tried for every INNA configuration "
+                   "(default: INNA's grid 0.03..3; small beta needs gamma0 below about 2*beta)")
     s.add_argument("--seeds", type=_positive_int, default=1, help="seeds per configuration (default: 1)")
     _add_common(s)
     s.set_defaults(func=_sweep, model_default="mlp", epochs_default=5)
@@ -223,7 +225,7 @@ def _sweep(args: argparse.Namespace) -> int:
                     test_subset=args.test_subset)  # fmt: skip
         out = Path(args.out or f"runs/sweep-{task.name}")
         run_sweep(task, out, alphas=args.alphas, betas=args.betas, powers=args.powers, baselines=args.baselines,
-                  seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
+                  grid=args.grid, seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
                   workers=args.workers, progress=not args.no_progress)  # fmt: skip
         path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command())
         write_report(out, figures=not args.no_figures, command=_command())

@@ -22,8 +22,9 @@ from .runner import group_runs, read_records
 __all__ = ["plot_sweep", "run_sweep", "sweep_table", "write_sweep_report"]
 
 
-def _spec(alpha: float, beta: float, power: float) -> str:
-    return f"inna:alpha={alpha:g}:beta={beta:g}:power={power:g}"
+def _spec(alpha: float, beta: float, power: float, grid: Sequence[float] | None = None) -> str:
+    text = f"inna:alpha={alpha:g}:beta={beta:g}:power={power:g}"
+    return text + (":grid=" + ",".join(f"{g:g}" for g in grid) if grid else "")
 
 
 def run_sweep(
@@ -34,6 +35,7 @@ def run_sweep(
     betas: Sequence[float] = (0.01, 0.1, 0.5),
     powers: Sequence[float] = (0.5,),
     baselines: Sequence[str] = ("sgd", "adam"),
+    grid: Sequence[float] | None = None,
     seeds: int = 1,
     grid_points: int | None = None,
     data_dir: str | None = None,
@@ -42,12 +44,18 @@ def run_sweep(
     progress: bool = True,
     log: Any = print,
 ) -> list[dict[str, Any]]:
-    """Run the sweep into ``out_dir``; returns one row per configuration (see :func:`sweep_table`)."""
+    """Run the sweep into ``out_dir``; returns one row per configuration (see :func:`sweep_table`).
+
+    ``grid``: the γ₀ values tried for every INNA configuration (default: INNA's grid). Small β needs small γ₀
+    (stiff directions relax at rate 1/β, so a constant step must stay below about 2β).
+    """
     for name, values, ok in (("alphas", alphas, lambda v: v >= 0), ("betas", betas, lambda v: v > 0),
                              ("powers", powers, lambda v: v >= 0)):  # fmt: skip
         if not values or not all(math.isfinite(v) and ok(v) for v in values):
             raise ValueError(f"Invalid {name}: {list(values)} (alphas >= 0, betas > 0, powers >= 0, non-empty)")
-    specs = [_spec(a, b, q) for q, a, b in itertools.product(powers, alphas, betas)]
+    if grid is not None and (not grid or not all(math.isfinite(g) and g > 0 for g in grid)):
+        raise ValueError(f"Invalid grid: {list(grid)} (positive numbers)")
+    specs = [_spec(a, b, q, grid) for q, a, b in itertools.product(powers, alphas, betas)]
     suite = Suite(
         "sweep",
         f"INNA (α, β, q) sweep on {task.name}: α ∈ {list(alphas)}, β ∈ {list(betas)}, q ∈ {list(powers)}, "
@@ -69,7 +77,7 @@ def sweep_table(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     selections = {r["spec"]: r for r in records if r.get("type") == "selection"}
     rows = []
     for spec, sel in selections.items():
-        opts = dict(kv.split("=", 1) for kv in spec.split(":")[1:])
+        opts = dict(kv.split("=", 1) for kv in spec.split(":")[1:] if not kv.startswith("grid="))
         losses, accs = [], []
         for rid in sel.get("run_ids", []):
             epochs, end = runs.get(rid, ({}, None))
