@@ -16,7 +16,7 @@ _SUITE_HELP = """suites:
   quick      (default) MLPs on digits, MNIST-1D and a Fashion-MNIST subset (skipped if not installed), a small
              CNN on MNIST-5k; INNA(0.5,0.1), SGD, Adam, Adagrad; a few minutes on 2 CPU cores.
   cpu-paper  the paper's protocol sized for a CPU: width-1/4 NiN on a 2,000-image Fashion-MNIST subset and a
-             1-D CNN on MNIST-1D, eight optimizers (no AdamW), 3 seeds (about 20 minutes on 2 cores).
+             1-D CNN on MNIST-1D, eight optimizers (no AdamW), 3 seeds (20-30 minutes on 2 shared cores).
   paper      the paper's protocol: NiN, batch 32, 200 epochs, gamma0 chosen by training loss after 15 epochs,
              5 seeds, all nine optimizers, on --dataset (cifar100 by default; cifar10, mnist, fashion-mnist).
 

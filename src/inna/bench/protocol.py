@@ -89,10 +89,10 @@ SUITES: dict[str, Suite] = {
     ),
     "cpu-paper": Suite(
         "cpu-paper",
-        "A CPU-sized version of the paper's protocol: a width-1/4 NiN on a 2,000-image Fashion-MNIST subset (4 epochs) "
+        "A CPU-sized version of the paper's protocol: a width-1/4 NiN on a 2,000-image Fashion-MNIST subset (3 epochs) "
         "and a 1-D CNN on MNIST-1D (10 epochs), batch 32, γ₀ by training loss after a short budget, 3 seeds.",
         (
-            Task("fashion-nin", "fashion-mnist", "nin", 4, 1, width=0.25, train_subset=2000, test_subset=1000),
+            Task("fashion-nin", "fashion-mnist", "nin", 3, 1, width=0.25, train_subset=2000, test_subset=1000),
             Task("mnist1d-cnn", "mnist1d", "cnn1d", epochs=10, tune_epochs=4),
         ),
         ("inna", "inna-0.1-0.1", "inna-0.5-0.5", "inna-libinit", "sgd", "adagrad", "adam", "sgd-momentum"),
