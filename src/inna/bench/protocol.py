@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, dataset_available
+from .data import DATASETS, dataset_available, load_dataset
 from .optimizers import OptimizerSpec, parse_optimizer
 from .runner import Record, ResultsStore, RunConfig, execute_runs, group_runs
 
@@ -223,7 +223,8 @@ def run_suite(
         elif t.dataset in suite.optional_datasets:
             log(f"[inna bench] skipping {t.name}: {t.dataset} is not installed here")
         else:
-            tasks.append(t)  # let the loader raise its message saying where to put which files
+            load_dataset(t.dataset, data_dir)  # raises now, with the message saying where to put which files
+            tasks.append(t)
     records = store.records()
     if not any(r.get("type") == "suite" for r in records):
         store.append({"type": "suite", "name": suite.name, "description": suite.description, "seeds": suite.seeds,
