@@ -280,6 +280,7 @@ def test_state_dict_format_is_documented_and_stable():
         "foreach",
         "fused",
         "differentiable",
+        "state_dtype",
     }
 
 

@@ -5,9 +5,9 @@
 """
 
 from .functional import inna as inna_update
-from .optimizer import INNA
+from .optimizer import INNA, INNAStabilityWarning
 from .schedules import PowerDecayLR
 
 __version__ = "0.1.0"
 
-__all__ = ["INNA", "PowerDecayLR", "__version__", "inna_update"]
+__all__ = ["INNA", "INNAStabilityWarning", "PowerDecayLR", "__version__", "inna_update"]

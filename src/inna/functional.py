@@ -232,6 +232,7 @@ def inna(
     lr: float | Tensor,
     alpha: float,
     beta: float,
+    masters: list[Tensor | None] | None = None,
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     maximize: bool = False,
@@ -247,6 +248,8 @@ def inna(
         phases: the INNA state :math:`\phi_k`, one per parameter, same shape and dtype, updated in place.
         lr: the step :math:`\gamma_k` (a float or a 1-element Tensor).
         alpha, beta: friction :math:`\alpha \ge 0` and Newtonian damping :math:`\beta > 0`.
+        masters: optional high-precision copies of low-precision ``params`` (``None`` entries for the others):
+            the update runs on the master copy (with the gradient upcast), then the parameter gets its rounding.
         weight_decay, decoupled_weight_decay: see :class:`inna.INNA`.
         maximize: ascend instead of descend (the gradient is negated out of place).
         foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless
@@ -263,7 +266,43 @@ def inna(
         raise RuntimeError("INNA: `differentiable=True` is only supported by the single-tensor path")
     if not params:
         return
-    l2 = l2_coefficient(weight_decay, beta, decoupled_weight_decay)
+    targets, target_grads = params, grads
+    if masters is not None and any(m is not None for m in masters):
+        targets = [p if m is None else m for p, m in zip(params, masters)]
+        target_grads = [g if m is None else g.to(m.dtype) for g, m in zip(grads, masters)]
+    _dispatch(
+        targets,
+        target_grads,
+        phases,
+        lr=lr,
+        alpha=alpha,
+        beta=beta,
+        l2=l2_coefficient(weight_decay, beta, decoupled_weight_decay),
+        maximize=maximize,
+        foreach=foreach,
+        fused=fused,
+        differentiable=differentiable,
+    )
+    if targets is not params:
+        for p, m in zip(params, masters):
+            if m is not None:
+                p.copy_(m)
+
+
+def _dispatch(
+    params: list[Tensor],
+    grads: list[Tensor],
+    phases: list[Tensor],
+    *,
+    lr: float | Tensor,
+    alpha: float,
+    beta: float,
+    l2: float,
+    maximize: bool,
+    foreach: bool | None,
+    fused: bool | None,
+    differentiable: bool,
+) -> None:
     if fused is None and foreach is None:
         foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
     compiling = torch.compiler.is_compiling()

@@ -3,6 +3,7 @@ r"""The INNA optimizer for PyTorch: bookkeeping around :func:`inna.functional.in
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,7 +14,12 @@ from torch.optim import Optimizer
 
 from .functional import initial_phase, inna, psi_from_phase
 
-__all__ = ["INNA"]
+__all__ = ["INNA", "INNAStabilityWarning"]
+
+
+class INNAStabilityWarning(UserWarning):
+    """A param group's lr breaks the linear-stability rule ``lr <= beta and lr * alpha < 2``."""
+
 
 #: Per-group options and their defaults for keys a state dict saved by an older version may lack.
 _BACKFILL: dict[str, Any] = {
@@ -24,10 +30,30 @@ _BACKFILL: dict[str, Any] = {
     "foreach": None,
     "fused": None,
     "differentiable": False,
+    "state_dtype": None,
 }
 
-#: The state kept per parameter (see the "State" section of :class:`INNA`).
-STATE_KEYS = frozenset({"phase"})
+#: The state kept per parameter (see the "State" section of :class:`INNA`); "master" only with state_dtype.
+STATE_KEYS = frozenset({"phase", "master"})
+
+_FLOAT_RANK = {torch.float16: 1, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
+
+
+def _master_dtype(param: Tensor, state_dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype of the master copy for ``param``, or None when the parameter's own precision suffices."""
+    if state_dtype is None or _FLOAT_RANK.get(param.dtype, 99) >= _FLOAT_RANK[state_dtype]:
+        return None
+    return state_dtype
+
+
+def stability_rule_broken(lr: float, alpha: float, beta: float) -> bool:
+    r"""INNA's linear-stability rule on quadratics: :math:`\gamma \le \beta` and :math:`\gamma\alpha < 2`.
+
+    With :math:`\gamma > \beta` every direction of curvature :math:`h \ge \alpha/(\gamma - \beta)` diverges
+    (:math:`\det M = 1 - \gamma\alpha + \gamma h(\gamma - \beta) > 1`); with :math:`\gamma\alpha \ge 2` the flat
+    directions do (eigenvalue :math:`1 - \gamma\alpha`). See ``inna.dynamics.stability`` for the derivation.
+    """
+    return lr > beta or lr * alpha >= 2
 
 
 def _as_float(name: str, value: Any) -> float:
@@ -60,6 +86,11 @@ def _check_hyperparameters(group: dict[str, Any]) -> None:
         raise ValueError("INNA: `fused` and `foreach` cannot both be True")
     if group.get("differentiable") and (group.get("fused") or group.get("foreach")):
         raise ValueError("INNA: `differentiable=True` is only supported with foreach=False and fused=False")
+    state_dtype = group.get("state_dtype")
+    if state_dtype is not None and state_dtype not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"Invalid state_dtype value: {state_dtype} (INNA requires None, torch.float32 or torch.float64)"
+        )
 
 
 class INNA(Optimizer):
@@ -116,6 +147,19 @@ class INNA(Optimizer):
             into one loop per tensor (reads :math:`\theta, g, \phi`, writes :math:`\theta, \phi`), on any device
             inductor supports. The first step compiles (tens of seconds on a CPU).
         differentiable: let autograd record through ``step()`` (for meta-learning); uses the reference path.
+        state_dtype: ``None`` (default) keeps the state in each parameter's dtype. ``torch.float32`` (or
+            ``float64``) keeps, for every parameter of lower precision (bf16, fp16), the phase *and a master
+            copy of* :math:`\theta` in that dtype: the update runs on the master copy and the parameter receives
+            its rounding. In bf16, updates smaller than the parameter's resolution otherwise vanish; a higher
+            precision phase alone does not prevent that. Costs one more buffer per low-precision parameter.
+
+    Stability:
+        On a quadratic, a constant step is linearly stable at every curvature only if
+        :math:`\gamma \le \beta` and :math:`\gamma\alpha < 2`; with :math:`\gamma > \beta`, every direction of
+        curvature above :math:`\alpha/(\gamma - \beta)` diverges. INNA warns once
+        (:class:`INNAStabilityWarning`) at the first step where a group's lr breaks this rule. With a decaying
+        step it is transient (tuned :math:`\gamma_0` often exceed :math:`\beta` early on); filter the warning
+        if that is intended.
 
     State:
         ``state[p] = {"phase": Tensor}``, created at the parameter's first step with a gradient, with
@@ -124,6 +168,7 @@ class INNA(Optimizer):
         coordinate: :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` (:meth:`psi` returns it). Storing
         :math:`\phi` avoids computing it as the difference of two large terms (exact for small
         :math:`\beta` and in low precision) and keeps the step's memory traffic that of SGD with momentum.
+        With ``state_dtype``, low-precision parameters also keep ``"master"``, their high-precision copy.
         This format is stable: later versions will load it.
     """
 
@@ -141,6 +186,7 @@ class INNA(Optimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
         differentiable: bool = False,
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -153,8 +199,10 @@ class INNA(Optimizer):
             foreach=foreach,
             fused=fused,
             differentiable=differentiable,
+            state_dtype=state_dtype,
         )
         _check_hyperparameters(defaults)
+        self._warned_unstable = False
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -165,6 +213,7 @@ class INNA(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("_warned_unstable", False)
         for group in self.param_groups:
             for key, value in _BACKFILL.items():
                 group.setdefault(key, value)
@@ -175,6 +224,7 @@ class INNA(Optimizer):
         params: list[Tensor],
         grads: list[Tensor],
         phases: list[Tensor],
+        masters: list[Tensor | None],
     ) -> None:
         """Collect the parameters of ``group`` that have a gradient, creating their state lazily."""
         for p in group["params"]:
@@ -185,10 +235,13 @@ class INNA(Optimizer):
             params.append(p)
             grads.append(p.grad)
             state = self.state[p]
+            master_dtype = _master_dtype(p, group["state_dtype"])
+            if master_dtype is not None and "master" not in state:
+                state["master"] = p.detach().to(master_dtype, copy=True)
             if "phase" not in state:
                 state["phase"] = initial_phase(
-                    p,
-                    p.grad,
+                    p if master_dtype is None else state["master"],
+                    p.grad if master_dtype is None else p.grad.to(master_dtype),
                     beta=group["beta"],
                     initial_speed=group["initial_speed"],
                     # the initial velocity is -s * (gradient of the objective): the L2 term is part of that
@@ -196,7 +249,10 @@ class INNA(Optimizer):
                     l2=0.0 if group["decoupled_weight_decay"] else group["weight_decay"],
                     maximize=group["maximize"],
                 )
+            elif master_dtype is not None and state["phase"].dtype != master_dtype:
+                state["phase"] = state["phase"].to(master_dtype)  # state_dtype switched on for a running model
             phases.append(state["phase"])
+            masters.append(state.get("master") if master_dtype is not None else None)
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform one INNA step on every parameter that has a gradient.
@@ -208,16 +264,20 @@ class INNA(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if not self._warned_unstable and not torch.compiler.is_compiling():
+            self._warn_if_unstable()
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for group in self.param_groups:
                 params: list[Tensor] = []
                 grads: list[Tensor] = []
                 phases: list[Tensor] = []
-                self._init_group(group, params, grads, phases)
+                masters: list[Tensor | None] = []
+                self._init_group(group, params, grads, phases, masters)
                 inna(
                     params,
                     grads,
                     phases,
+                    masters=masters,
                     lr=group["lr"],
                     alpha=group["alpha"],
                     beta=group["beta"],
@@ -229,6 +289,27 @@ class INNA(Optimizer):
                     differentiable=group["differentiable"],
                 )
         return loss
+
+    def _warn_if_unstable(self) -> None:
+        for i, group in enumerate(self.param_groups):
+            lr = group["lr"]
+            if isinstance(lr, Tensor):
+                if lr.device.type != "cpu":
+                    continue  # reading it would synchronise the device every step
+                lr = lr.item()
+            alpha, beta = group["alpha"], group["beta"]
+            if stability_rule_broken(lr, alpha, beta):
+                self._warned_unstable = True
+                limit = f"curvature above alpha/(lr - beta) = {alpha / (lr - beta):.4g}" if lr > beta else "flat ones"
+                warnings.warn(
+                    f"INNA: param group {i} has lr={lr:.4g} with alpha={alpha:.4g}, beta={beta:.4g}, which breaks the "
+                    f"stability rule lr <= beta and lr * alpha < 2: at this step, directions of {limit} are linearly "
+                    "unstable. With a decaying lr this lasts until lr <= beta. This warning is shown once; filter "
+                    "inna.INNAStabilityWarning to silence it.",
+                    INNAStabilityWarning,
+                    stacklevel=4,
+                )
+                return
 
     def psi(self, param: Tensor) -> Tensor | None:
         r"""The paper's :math:`\psi` for ``param`` (``None`` before its first step)."""
@@ -250,15 +331,19 @@ class INNA(Optimizer):
             result = hook(self, state_dict)
             if result is not None:
                 state_dict = result
-        self._check_loadable(state_dict)
+        keep_dtype = self._check_loadable(state_dict)
         hooks = self._optimizer_load_state_dict_pre_hooks
         self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # already applied above
         try:
             super().load_state_dict(state_dict)
         finally:
             self._optimizer_load_state_dict_pre_hooks = hooks
+        # The base class casts floating state to the parameter's dtype; a high-precision state (state_dtype)
+        # must come back exactly as saved.
+        for param, key, saved in keep_dtype:
+            self.state[param][key] = saved.to(device=param.device, copy=True)
 
-    def _check_loadable(self, state_dict: dict[str, Any]) -> None:
+    def _check_loadable(self, state_dict: dict[str, Any]) -> list[tuple[Tensor, str, Tensor]]:
         if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
             raise ValueError(
                 "INNA.load_state_dict: expected a dict with 'state' and 'param_groups' (from state_dict())"
@@ -289,10 +374,12 @@ class INNA(Optimizer):
             names = group.get("param_names") or [""] * len(group["params"])
             for i, (key, param, name) in enumerate(zip(saved["params"], group["params"], names)):
                 index_to_param[key] = (g, param, name or f"#{i}")
+        keep_dtype: list[tuple[Tensor, str, Tensor]] = []
         for key, value in state_dict["state"].items():
             if key not in index_to_param:
                 continue
             g, param, name = index_to_param[key]
+            wanted = _master_dtype(param, self.param_groups[g]["state_dtype"])
             where = f"parameter {name} of group {g}"
             unknown = set(value) - STATE_KEYS
             if unknown or "phase" not in value:
@@ -300,10 +387,13 @@ class INNA(Optimizer):
                     f"INNA.load_state_dict: the state of {where} has keys {sorted(value)}, INNA keeps "
                     f"{sorted(STATE_KEYS)}: this state dict was not saved by INNA"
                 )
-            phase = value["phase"]
-            if not isinstance(phase, Tensor) or phase.shape != param.shape:
-                shape = tuple(phase.shape) if isinstance(phase, Tensor) else type(phase).__name__
-                raise ValueError(
-                    f"INNA.load_state_dict: the saved phase of {where} has shape {shape} but the parameter has "
-                    f"shape {tuple(param.shape)}: the state dict comes from another model"
-                )
+            for state_key, tensor in value.items():
+                if not isinstance(tensor, Tensor) or tensor.shape != param.shape:
+                    shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+                    raise ValueError(
+                        f"INNA.load_state_dict: the saved {state_key} of {where} has shape {shape} but the parameter "
+                        f"has shape {tuple(param.shape)}: the state dict comes from another model"
+                    )
+                if wanted is not None and tensor.dtype == wanted:
+                    keep_dtype.append((param, state_key, tensor))
+        return keep_dtype
