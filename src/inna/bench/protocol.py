@@ -97,7 +97,6 @@ SUITES: dict[str, Suite] = {
         ),
         ("inna", "inna-0.1-0.1", "inna-0.5-0.5", "inna-libinit", "sgd", "adagrad", "adam", "sgd-momentum"),
         seeds=3,
-        grid_points=3,
     ),
 }
 

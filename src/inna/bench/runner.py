@@ -26,6 +26,7 @@ import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -328,7 +329,9 @@ class _Progress:
         if enabled and total > 0:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True, leave=True)
+            # a log file gets a line every 30 s, a terminal a live bar
+            interval = 0.5 if sys.stderr.isatty() else 30.0
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True, leave=True, mininterval=interval)
 
     def update(self, record: Record) -> None:
         if self.bar is not None and record.get("type") == "epoch" and record.get("epoch", 0) > 0:
