@@ -131,7 +131,7 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | os.PathLike[str], title: 
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), label="log₁₀ final training loss", shrink=0.9)
     ref = ", ".join(f"{r['optimizer']} {r['loss']:.3g}" for r in base if r["loss"] is not None)
-    fig.suptitle(f"{title}  (baselines: {ref})" if ref else title, fontsize=9)
+    fig.suptitle(f"{title}\nbaselines (same tuning): {ref}" if ref else title, fontsize=9, y=1.04)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
