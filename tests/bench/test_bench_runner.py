@@ -203,3 +203,17 @@ def test_parallel_workers_give_the_same_results(tmp_path: Path) -> None:
                 if r["type"] == "epoch"}  # fmt: skip
 
     assert losses(tmp_path / "parallel") == pytest.approx(losses(tmp_path / "serial"), rel=1e-5)
+
+
+def test_widening_the_grid_reuses_runs_and_updates_the_selection(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    narrow = replace(tiny_suite(("inna:grid=0.1,0.3,1",), seeds=1), grid_points=1)
+    run_suite(narrow, tmp_path, progress=False)
+    ends_before = sum(r["type"] == "run_end" for r in R.read_records(tmp_path / "results.jsonl"))
+    wide = run_suite(replace(narrow, grid_points=None), tmp_path, progress=False)
+    records = R.read_records(tmp_path / "results.jsonl")
+    # only the two new γ₀ values were trained (plus a full run if the selection moved)
+    assert sum(r["type"] == "run_end" for r in records) - ends_before in (2, 3)
+    latest = [r for r in records if r["type"] == "selection"][-1]
+    assert set(latest["losses"]) == {"0.1", "0.3", "1"} == set(wide[0]["losses"])

@@ -264,7 +264,7 @@ def run_suite(
             if chosen is None:
                 log(f"[inna bench] {t.name} {spec.name}: every γ₀ diverged during selection")
             old = existing.get((t.name, spec.name))
-            if old is None or any(old.get(k) != rec[k] for k in ("lr", "run_ids")):
+            if old is None or any(old.get(k) != rec[k] for k in ("lr", "run_ids", "losses", "tune_run_ids")):
                 store.append(rec)
             selections.append(rec)
 
