@@ -58,6 +58,24 @@ def test_small_updates_do_not_vanish_in_bf16():
     assert mastered.state[q]["master"].max() < 0.999
 
 
+def test_master_copy_adopts_edits_made_to_the_parameter_outside_the_optimizer():
+    p = torch.full((6,), 1.0, dtype=torch.bfloat16, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    opts = [INNA([t], lr=1e-3, state_dtype=torch.float32, initial_speed=1.0) for t in (p, q)]
+    for _ in range(3):
+        for t, opt in zip((p, q), opts):
+            t.grad = torch.ones_like(t)
+            opt.step()
+    with torch.no_grad():
+        p[:3] = 5.0  # e.g. model.load_state_dict(...) between steps
+    for t, opt in zip((p, q), opts):
+        t.grad = torch.zeros_like(t)
+        opt.step()
+    mp, mq = opts[0].state[p]["master"], opts[1].state[q]["master"]
+    assert (mp[:3] - 5.0).abs().max() < 0.01 and torch.equal(p[:3], mp[:3].to(torch.bfloat16))  # adopted
+    assert torch.equal(mp[3:], mq[3:])  # untouched entries kept their float32 values
+
+
 def test_state_dtype_survives_a_state_dict_round_trip():
     model = nn.Linear(8, 3).to(torch.bfloat16)
     opt = INNA(model.parameters(), lr=0.01, state_dtype=torch.float32)

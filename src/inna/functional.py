@@ -42,8 +42,8 @@ Implementations
 ``_multi_tensor_inna``
     ``torch._foreach_*`` kernels over all tensors of one device and dtype at once.
 ``_fused_inna``
-    The reference compiled once with ``torch.compile`` (one fused loop per tensor that reads
-    :math:`\theta, g, \phi` and writes :math:`\theta, \phi`), on any device inductor supports.
+    The reference compiled by ``torch.compile``, once per tensor layout, into one fused loop per tensor
+    that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`, on any device inductor supports.
 """
 
 from __future__ import annotations
@@ -268,6 +268,11 @@ def inna(
         return
     targets, target_grads = params, grads
     if masters is not None and any(m is not None for m in masters):
+        for p, m in zip(params, masters):
+            if m is not None:
+                # Adopt, element by element, what was written into the parameter outside the optimizer since
+                # the last step (model.load_state_dict, an EMA swap, ...): no host sync, one extra pass.
+                m.copy_(torch.where(p == m.to(p.dtype), m, p.to(m.dtype)))
         targets = [p if m is None else m for p, m in zip(params, masters)]
         target_grads = [g if m is None else g.to(m.dtype) for g, m in zip(grads, masters)]
     _dispatch(
