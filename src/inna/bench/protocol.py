@@ -8,6 +8,7 @@ trained for ``epochs`` epochs with every seed; for a given seed all optimizers s
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -224,10 +225,11 @@ def run_suite(
         else:
             load_dataset(t.dataset, data_dir)  # raises now, with the message saying where to put which files
             tasks.append(t)
-    records = store.records()
-    if not any(r.get("type") == "suite" for r in records):
-        store.append({"type": "suite", "name": suite.name, "description": suite.description, "seeds": suite.seeds,
-                      "tasks": [t.__dict__ for t in tasks], "optimizers": list(suite.optimizers)})  # fmt: skip
+    meta = {"type": "suite", "name": suite.name, "description": suite.description, "seeds": suite.seeds,
+            "tasks": [dict(t.__dict__) for t in tasks], "optimizers": list(suite.optimizers)}  # fmt: skip
+    last = [r for r in store.records() if r.get("type") == "suite"]
+    if not last or last[-1] != json.loads(json.dumps(meta)):  # the report reads the latest definition
+        store.append(meta)
     seeds = list(range(suite.seeds))
 
     def config(t: Task, spec: OptimizerSpec, lr: float, seed: int, epochs: int) -> RunConfig:
