@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_cifar10_dir, make_cifar100_dir
+from bench_fixtures import make_cifar10_dir, make_cifar100_dir
 
 from inna.cli import main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_cifar10_dir, make_cifar100_dir, make_idx_dir, write_idx
+from bench_fixtures import make_cifar10_dir, make_cifar100_dir, make_idx_dir, write_idx
 
 from inna.bench import data as D
 
