@@ -178,7 +178,7 @@ def test_paper_initial_speed_makes_the_first_step_sgd() -> None:
         assert opt.param_groups[0]["lr"] == pytest.approx(0.05 / 2**0.5)  # γ₀/√(k+1), per iteration
 
 
-def test_optimizer_spec_errors_name_the_parameter() -> None:
+def test_optimizer_spec_errors_name_the_parameter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="allowed values: inna"):
         parse_optimizer("lamb")
     with pytest.raises(ValueError, match="Unknown option 'momentum' for 'adam'"):
@@ -189,7 +189,7 @@ def test_optimizer_spec_errors_name_the_parameter() -> None:
     assert spec.options["alpha"] == 0.3 and spec.power == 0 and spec.grid == (0.1, 1.0)
     assert spec.name == "INNA(0.3,0.2,q=0)"
     with pytest.raises(ValueError, match="workers"):
-        R.execute_runs([], R.ResultsStore(Path("/tmp") / "unused-inna.jsonl"), "/tmp", workers=0)
+        R.execute_runs([], R.ResultsStore(tmp_path / "r.jsonl"), tmp_path, workers=0)
 
 
 @pytest.mark.slow
