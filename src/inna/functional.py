@@ -49,7 +49,7 @@ Implementations
 from __future__ import annotations
 
 import types
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 
 import torch
@@ -170,23 +170,26 @@ def _multi_tensor_inna(
         torch._foreach_add_(dev_phases, dev_grads, alpha=lr * (1 - alpha * beta) * sign)
 
 
-#: Compiled kernels by tensor layout and constants. Each gets its own copy of the reference's code object,
-#: hence its own dynamo cache: one graph per kernel, however many optimizers a process builds (a shared code
-#: object would hit dynamo's recompile limit, a hard error under ``fullgraph=True``).
-_KERNELS: dict[tuple, Callable[..., None]] = {}
+#: Compiled kernels, most recently used last. Each has its own copy of the reference's code object, hence its
+#: own dynamo cache, so that many optimizers in one process never pile their graphs onto one code object (which
+#: hits dynamo's recompile limit, a hard error under ``fullgraph=True``). The key is cheap (the parameters'
+#: identities): dynamo's guards still check every tensor's layout, so a reused identity can only cost a
+#: recompilation, never a wrong result.
+_KERNELS: OrderedDict[tuple, Callable[..., None]] = OrderedDict()
+_MAX_KERNELS = 64
 
 
-def _kernel(params: list[Tensor], grads: list[Tensor], phases: list[Tensor], constants: tuple) -> Callable[..., None]:
-    key = (
-        constants,
-        tuple((t.device, t.dtype, t.shape, t.stride()) for ts in (params, grads, phases) for t in ts),
-    )
+def _kernel(key: tuple) -> Callable[..., None]:
     kernel = _KERNELS.get(key)
     if kernel is None:
         ref = _single_tensor_inna
         clone = types.FunctionType(ref.__code__.replace(), ref.__globals__, ref.__name__, ref.__defaults__)
         clone.__kwdefaults__ = ref.__kwdefaults__
         kernel = _KERNELS[key] = torch.compile(clone, fullgraph=True, dynamic=False)
+        while len(_KERNELS) > _MAX_KERNELS:
+            _KERNELS.popitem(last=False)
+    else:
+        _KERNELS.move_to_end(key)
     return kernel
 
 
@@ -205,14 +208,17 @@ def _fused_inna(
         # Already inside a graph being compiled: inductor fuses the reference as it is.
         _single_tensor_inna(params, grads, phases, lr, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
         return
-    # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
-    params, grads, phases = ([t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in (params, grads, phases))
     for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
+        kernel = _kernel((alpha, beta, l2, maximize, *map(id, dev_params)))
+        # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
+        if any(t.dim() == 0 for t in dev_params):
+            dev_params, dev_grads, dev_phases = (
+                [t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in (dev_params, dev_grads, dev_phases)
+            )
         # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr (any scheduler)
         # never triggers a recompilation.
         dtype = torch.float64 if dev_params[0].dtype in (torch.float64, torch.complex128) else torch.float32
-        lr_t = torch.as_tensor(lr, dtype=dtype).to(dev_params[0].device).reshape(())
-        kernel = _kernel(dev_params, dev_grads, dev_phases, (alpha, beta, l2, maximize))
+        lr_t = torch.as_tensor(lr, dtype=dtype, device=dev_params[0].device).reshape(())
         kernel(dev_params, dev_grads, dev_phases, lr_t, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
 
 
