@@ -3,6 +3,7 @@ r"""The INNA optimizer for PyTorch: bookkeeping around :func:`inna.functional.in
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -44,6 +45,17 @@ def _master_dtype(param: Tensor, state_dtype: torch.dtype | None) -> torch.dtype
     if state_dtype is None or _FLOAT_RANK.get(param.dtype, 99) >= _FLOAT_RANK[state_dtype]:
         return None
     return state_dtype
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel that points a warning at the first frame outside inna and torch (the user's step())."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    inside = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def stability_rule_broken(lr: float, alpha: float, beta: float) -> bool:
@@ -307,7 +319,7 @@ class INNA(Optimizer):
                     "unstable. With a decaying lr this lasts until lr <= beta. This warning is shown once; filter "
                     "inna.INNAStabilityWarning to silence it.",
                     INNAStabilityWarning,
-                    stacklevel=4,
+                    stacklevel=_caller_stacklevel(),
                 )
                 return
 
