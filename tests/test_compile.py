@@ -53,3 +53,17 @@ def test_compiled_step_matches_eager_without_break_or_recompile(fresh_dynamo, im
     for p, q in zip(m_eager.parameters(), m_comp.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
     assert o_comp.param_groups[0]["lr"].item() == pytest.approx(lr / 7**0.5)
+
+
+def test_float_lr_recompiles_at_most_once(fresh_dynamo):
+    model, grads = model_and_grads(1)
+    opt = INNA(model.parameters(), lr=0.1)
+    step = torch.compile(opt.step)
+    counters.clear()
+    for k, gs in enumerate(grads):
+        opt.param_groups[0]["lr"] = 0.1 / (k + 1)
+        for p, g in zip(model.parameters(), gs):
+            p.grad = g
+        step()
+    # six different lrs, two graphs: the first change makes dynamo treat the float as dynamic
+    assert counters["stats"]["unique_graphs"] == 2

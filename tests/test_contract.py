@@ -537,3 +537,71 @@ def test_sparse_gradient_error_names_inna(impl):
     with pytest.raises(RuntimeError, match="INNA does not support sparse gradients"):
         opt.step()
     assert torch.equal(emb.weight.detach(), before)
+
+
+# ------------------------------------------------------------------------------- review regressions
+
+
+def test_failed_sparse_step_creates_no_state():
+    dense = nn.Linear(3, 3)
+    emb = nn.Embedding(10, 3, sparse=True)
+    opt = INNA([*dense.parameters(), *emb.parameters()], initial_speed=1.0)
+    (dense(torch.randn(2, 3)).sum() + emb(torch.tensor([1])).sum()).backward()
+    with pytest.raises(RuntimeError, match="INNA does not support sparse gradients"):
+        opt.step()
+    assert len(opt.state) == 0
+
+
+def test_state_with_real_phase_for_a_complex_param_is_refused():
+    z = torch.randn(4, dtype=torch.complex64, requires_grad=True)
+    opt = INNA([z])
+    sd = {"state": {0: {"phase": torch.zeros(4)}}, "param_groups": [{**opt.state_dict()["param_groups"][0]}]}
+    with pytest.raises(ValueError, match=r"has dtype torch\.float32 but the parameter has dtype torch\.complex64"):
+        opt.load_state_dict(sd)
+    assert len(opt.state) == 0
+
+
+@pytest.mark.parametrize("impl", [dict(), dict(fused=False), dict(foreach=None, fused=None)])
+def test_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
+    import inna.functional as F
+
+    calls = []
+    monkeypatch.setattr(F, "_multi_tensor_inna", lambda *a, **k: calls.append("foreach"))
+    monkeypatch.setattr(F, "_single_tensor_inna", lambda *a, **k: calls.append("single"))
+    p = torch.randn(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    INNA([p], **impl).step()
+    INNA([p], foreach=False).step()
+    INNA([p], differentiable=True).step()
+    assert calls == ["foreach", "single", "single"]
+
+
+def test_deepcopy_and_unpickled_optimizers_continue_identically():
+    model = tiny_model()
+    opt = INNA(model.parameters(), lr=0.1, initial_speed=1.0)
+    train(model, opt, range(3))
+    twins = [copy.deepcopy((model, opt)), pickle.loads(pickle.dumps((model, opt)))]  # params shared with their model
+    train(model, opt, range(3, 6))
+    for twin_model, twin_opt in twins:
+        assert all(twin_opt.state[p]["phase"].shape == p.shape for p in twin_model.parameters())
+        train(twin_model, twin_opt, range(3, 6))
+        assert torch.equal(flat(twin_model), flat(model))
+
+
+def test_user_load_state_dict_hooks_run_once_each():
+    model = tiny_model()
+    opt = INNA(model.parameters(), lr=0.1)
+    train(model, opt, range(2))
+    sd = opt.state_dict()
+    seen = []
+
+    def pre(optimizer, state_dict):
+        seen.append("pre")
+        state_dict = copy.deepcopy(state_dict)
+        state_dict["param_groups"][0]["lr"] = 0.03
+        return state_dict
+
+    opt.register_load_state_dict_pre_hook(pre)
+    opt.register_load_state_dict_post_hook(lambda o: seen.append("post"))
+    opt.load_state_dict(sd)
+    assert seen == ["pre", "post"] and opt.param_groups[0]["lr"] == 0.03

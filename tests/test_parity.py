@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import ReferenceINNA
 
@@ -154,3 +154,43 @@ def test_fused_matches_reference(fresh_dynamo, shapes, hparams):
     from torch._dynamo.utils import counters
 
     assert counters["stats"]["unique_graphs"] >= 1
+
+
+@pytest.mark.slow
+@settings(max_examples=6)
+@given(shapes=st.lists(shape_st, min_size=1, max_size=3), hparams=hparam_st, steps=st.integers(1, 12))
+def test_fused_matches_reference_random_shapes(shapes, hparams, steps):
+    """Fewer examples than the eager paths: every example compiles a kernel."""
+    dtheta, dpsi, params, _ = run_pair(shapes, steps, hparams, "fused")
+    scale = 1 + max(p.detach().abs().max().item() for p in params)
+    assert dtheta <= 1e-10 * scale and dpsi <= 1e-10 * scale
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "dtype,kwargs",
+    [
+        (torch.complex128, dict()),
+        (torch.bfloat16, dict(state_dtype=torch.float32)),
+        (torch.float32, dict(lr=torch.tensor(0.03))),
+    ],
+    ids=["complex", "bf16-master", "float32-tensor-lr"],
+)
+def test_fused_matches_foreach_on_other_dtypes(dtype, kwargs):
+    torch.manual_seed(0)
+    base = [torch.randn(5, 3, dtype=dtype), torch.randn(7, dtype=dtype)]
+    runs = []
+    for impl in (dict(foreach=True), dict(fused=True)):
+        params = [t.clone().requires_grad_() for t in base]
+        opt = INNA(params, **{"lr": 0.03, "initial_speed": 1.0, **kwargs, **impl})
+        for k in range(15):
+            for i, p in enumerate(params):
+                gen = torch.Generator().manual_seed(100 * k + i)
+                p.grad = torch.randn(p.shape, generator=gen, dtype=dtype) + 0.1 * p.detach()
+            opt.step()
+        # with state_dtype the values live in the float32 master copy (the bf16 parameter is its rounding)
+        values = [opt.state[p].get("master", p.detach()).clone() for p in params]
+        runs.append(values + [opt.state[p]["phase"].clone() for p in params])
+    tol = {torch.complex128: 1e-12, torch.bfloat16: 1e-6, torch.float32: 1e-6}[dtype]
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=0, atol=tol)

@@ -135,3 +135,38 @@ def test_no_stability_warning_within_the_rule():
             opt = INNA([p], lr=lr, beta=beta)
             p.grad = torch.ones(3)
             opt.step()
+
+
+@pytest.mark.parametrize("saved_with,loaded_into", [(torch.float32, None), (None, torch.float32)])
+def test_loading_follows_the_saved_state_dtype(saved_with, loaded_into):
+    """load_state_dict takes the saved group options, state_dtype included, and the state follows it."""
+    model = nn.Linear(6, 2).to(torch.bfloat16)
+    opt = INNA(model.parameters(), lr=0.01, state_dtype=saved_with)
+    for _ in range(3):
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        opt.step()
+    other = INNA(model.parameters(), lr=0.01, state_dtype=loaded_into)
+    other.load_state_dict(opt.state_dict())
+    assert other.param_groups[0]["state_dtype"] == saved_with
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    other.step()
+    for p in model.parameters():
+        state = other.state[p]
+        if saved_with is None:
+            assert set(state) == {"phase"} and state["phase"].dtype == torch.bfloat16
+        else:
+            assert state["master"].dtype == state["phase"].dtype == torch.float32
+            assert torch.equal(p.detach(), state["master"].to(torch.bfloat16))
+
+
+def test_psi_uses_the_master_copy():
+    p = torch.full((3,), 1.0, dtype=torch.bfloat16, requires_grad=True)
+    opt = INNA([p], lr=1e-3, alpha=0.5, beta=0.1, state_dtype=torch.float32, initial_speed=1.0)
+    for _ in range(5):
+        p.grad = torch.ones_like(p)
+        opt.step()
+    state = opt.state[p]
+    expected = (1 - 0.5 * 0.1) * state["master"] + 0.1 * state["phase"]
+    torch.testing.assert_close(opt.psi(p), expected, rtol=0, atol=0)

@@ -314,7 +314,7 @@ def _dispatch(
     fused: bool | None,
     differentiable: bool,
 ) -> None:
-    if fused is None and foreach is None:
+    if foreach is None and not fused:
         foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
     compiling = torch.compiler.is_compiling()
     kwargs = dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize)

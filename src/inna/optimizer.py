@@ -121,7 +121,8 @@ class INNA(Optimizer):
         &\textbf{for } k = 0, 1, \dots \\
         &\quad g_k \leftarrow \pm\nabla J_{B_k}(\theta_k) + \lambda'\theta_k
             \quad (- \text{ if maximize};\ \lambda' = \lambda, \text{ or } \lambda/\beta \text{ if decoupled}) \\
-        &\quad \textbf{if } k = 0:\ \psi_0 \leftarrow (1 - \alpha\beta)\theta_0 + \beta(s - \beta)g_0 \\
+        &\quad \textbf{if } k = 0:\ \psi_0 \leftarrow (1 - \alpha\beta)\theta_0 + \beta(s - \beta)\bar g_0
+            \quad (\bar g_0 = g_0 \text{ without the decoupled term}) \\
         &\quad \theta_{k+1} \leftarrow \theta_k + \gamma_k\big[(\tfrac1\beta - \alpha)\theta_k
             - \tfrac1\beta\psi_k - \beta g_k\big] \\
         &\quad \psi_{k+1} \leftarrow \psi_k + \gamma_k\big[(\tfrac1\beta - \alpha)\theta_k
@@ -239,16 +240,17 @@ class INNA(Optimizer):
         masters: list[Tensor | None],
     ) -> None:
         """Collect the parameters of ``group`` that have a gradient, creating their state lazily."""
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("INNA does not support sparse gradients")
+        with_grad = [p for p in group["params"] if p.grad is not None]
+        if any(p.grad.is_sparse for p in with_grad):  # before any state is created
+            raise RuntimeError("INNA does not support sparse gradients")
+        for p in with_grad:
             params.append(p)
             grads.append(p.grad)
             state = self.state[p]
             master_dtype = _master_dtype(p, group["state_dtype"])
-            if master_dtype is not None and "master" not in state:
+            if master_dtype is None:
+                state.pop("master", None)  # state_dtype switched off: the parameter holds the values
+            elif "master" not in state or state["master"].dtype != master_dtype:
                 state["master"] = p.detach().to(master_dtype, copy=True)
             if "phase" not in state:
                 state["phase"] = initial_phase(
@@ -261,8 +263,8 @@ class INNA(Optimizer):
                     l2=0.0 if group["decoupled_weight_decay"] else group["weight_decay"],
                     maximize=group["maximize"],
                 )
-            elif master_dtype is not None and state["phase"].dtype != master_dtype:
-                state["phase"] = state["phase"].to(master_dtype)  # state_dtype switched on for a running model
+            elif state["phase"].dtype != (master_dtype or p.dtype):  # state_dtype switched on or off
+                state["phase"] = state["phase"].to(master_dtype or p.dtype)
             phases.append(state["phase"])
             masters.append(state.get("master") if master_dtype is not None else None)
 
@@ -329,7 +331,8 @@ class INNA(Optimizer):
         if not state or "phase" not in state:
             return None
         group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-        return psi_from_phase(param, state["phase"], alpha=group["alpha"], beta=group["beta"])
+        theta = state.get("master", param)
+        return psi_from_phase(theta, state["phase"], alpha=group["alpha"], beta=group["beta"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state saved by :meth:`state_dict`.
@@ -391,7 +394,8 @@ class INNA(Optimizer):
             if key not in index_to_param:
                 continue
             g, param, name = index_to_param[key]
-            wanted = _master_dtype(param, self.param_groups[g]["state_dtype"])
+            # load_state_dict replaces a group's options by the saved ones, state_dtype included
+            wanted = _master_dtype(param, state_dict["param_groups"][g].get("state_dtype"))
             where = f"parameter {name} of group {g}"
             unknown = set(value) - STATE_KEYS
             if unknown or "phase" not in value:
@@ -400,6 +404,13 @@ class INNA(Optimizer):
                     f"{sorted(STATE_KEYS)}: this state dict was not saved by INNA"
                 )
             for state_key, tensor in value.items():
+                if isinstance(tensor, Tensor) and (
+                    tensor.is_complex() != param.is_complex() or not (tensor.is_floating_point() or tensor.is_complex())
+                ):
+                    raise ValueError(
+                        f"INNA.load_state_dict: the saved {state_key} of {where} has dtype {tensor.dtype} but the "
+                        f"parameter has dtype {param.dtype}: the state dict comes from another model"
+                    )
                 if not isinstance(tensor, Tensor) or tensor.shape != param.shape:
                     shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
                     raise ValueError(
