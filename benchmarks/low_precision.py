@@ -3,7 +3,8 @@
 An MLP (784-256-10) trains on Fashion-MNIST (the Debian package's IDX files; scikit-learn's digits if absent)
 with batch 32 and the paper's step decay, from the same initial weights and batches in every precision. The
 model, its gradients and INNA's update run in the given dtype; the table reports the relative distance of the
-final weights from the fp32 run, and the final training loss and test accuracy (evaluated in fp32).
+model's final weights (the low-precision parameters themselves, not INNA's master copy) from the fp32 run, and
+the final training loss and test accuracy of those weights (evaluated in fp32).
 
     python benchmarks/low_precision.py              # 3 epochs of Fashion-MNIST
     python benchmarks/low_precision.py --epochs 1
@@ -65,7 +66,7 @@ def run(dtype, state_dtype, data, epochs: int, lr: float):
             opt.step()
             sched.step()
     secs = time.perf_counter() - t0
-    weights = [opt.state[p]["master"] if "master" in opt.state[p] else p.detach() for p in model.parameters()]
+    weights = [p.detach() for p in model.parameters()]  # what the model holds (with a master copy: its rounding)
     flat = torch.cat([w.float().reshape(-1) for w in weights])
     m32 = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     with torch.no_grad():

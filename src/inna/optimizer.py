@@ -167,12 +167,14 @@ class INNA(Optimizer):
             precision phase alone does not prevent that. Costs one more buffer per low-precision parameter.
 
     Stability:
-        On a quadratic, a constant step is linearly stable at every curvature only if
-        :math:`\gamma \le \beta` and :math:`\gamma\alpha < 2`; with :math:`\gamma > \beta`, every direction of
-        curvature above :math:`\alpha/(\gamma - \beta)` diverges. INNA warns once
-        (:class:`INNAStabilityWarning`) at the first step where a group's lr breaks this rule. With a decaying
-        step it is transient (tuned :math:`\gamma_0` often exceed :math:`\beta` early on); filter the warning
-        if that is intended.
+        On a quadratic of curvature :math:`h`, a constant step with :math:`\gamma \le \beta` and
+        :math:`\gamma\alpha < 2` behaves like gradient descent with step :math:`\gamma\beta`: it is stable
+        whenever :math:`\gamma\beta h < 2 - \gamma\alpha`. With :math:`\gamma > \beta`, every direction of
+        curvature above :math:`\alpha/(\gamma - \beta)` diverges however small :math:`\gamma\beta h` is; with
+        :math:`\gamma\alpha \ge 2` the flat directions do. INNA warns once (:class:`INNAStabilityWarning`) at
+        the first step where a group's lr breaks the rule :math:`\gamma \le \beta`, :math:`\gamma\alpha < 2`.
+        With a decaying step it is often transient (a tuned :math:`\gamma_0` can exceed :math:`\beta` early on);
+        filter the warning if that is intended.
 
     State:
         ``state[p] = {"phase": Tensor}``, created at the parameter's first step with a gradient, with
@@ -314,11 +316,15 @@ class INNA(Optimizer):
             alpha, beta = group["alpha"], group["beta"]
             if stability_rule_broken(lr, alpha, beta):
                 self._warned_unstable = True
-                limit = f"curvature above alpha/(lr - beta) = {alpha / (lr - beta):.4g}" if lr > beta else "flat ones"
+                if lr > beta:
+                    limit = f"curvature above alpha/(lr - beta) = {alpha / (lr - beta):.4g}"
+                    until = "lr <= beta"
+                else:
+                    limit, until = "zero curvature (flat ones)", "lr * alpha < 2"
                 warnings.warn(
                     f"INNA: param group {i} has lr={lr:.4g} with alpha={alpha:.4g}, beta={beta:.4g}, which breaks the "
                     f"stability rule lr <= beta and lr * alpha < 2: at this step, directions of {limit} are linearly "
-                    "unstable. With a decaying lr this lasts until lr <= beta. This warning is shown once; filter "
+                    f"unstable. With a decaying lr this lasts until {until}. This warning is shown once; filter "
                     "inna.INNAStabilityWarning to silence it.",
                     INNAStabilityWarning,
                     stacklevel=_caller_stacklevel(),
