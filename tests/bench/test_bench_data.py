@@ -26,6 +26,14 @@ def test_mnist_idx_fixture_gz_and_plain(tmp_path: Path, compress: bool) -> None:
     assert ds.num_classes == 10
 
 
+def test_torchvision_raw_layout_is_found(tmp_path: Path) -> None:
+    """D/MNIST/raw/* (torchvision's layout): the MNIST/ folder exists too but holds no IDX files."""
+    make_idx_dir(tmp_path / "MNIST" / "raw", n_train=40, n_test=20)
+    (tmp_path / "MNIST" / "processed").mkdir()
+    assert D.dataset_available("mnist", tmp_path)
+    assert D.load_dataset("mnist", tmp_path).x_train.shape[0] == 40
+
+
 def test_idx_dotted_mirror_names(tmp_path: Path) -> None:
     root = make_idx_dir(tmp_path, compress=False)
     for f in list(root.iterdir()):

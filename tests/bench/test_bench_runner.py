@@ -217,3 +217,36 @@ def test_widening_the_grid_reuses_runs_and_updates_the_selection(tmp_path: Path)
     assert sum(r["type"] == "run_end" for r in records) - ends_before in (2, 3)
     latest = [r for r in records if r["type"] == "selection"][-1]
     assert set(latest["losses"]) == {"0.1", "0.3", "1"} == set(wide[0]["losses"])
+
+
+def test_resume_when_a_checkpoint_is_ahead_of_the_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With workers, a run can checkpoint an epoch whose record the parent never wrote (it died in between):
+    the resumed suite must still hold every epoch, with the uninterrupted numbers."""
+    reference = tmp_path / "ref"
+    run_suite(tiny_suite(), reference, progress=False)
+    save = R._atomic_save
+    calls = {"n": 0}
+
+    def crash_after_third_checkpoint(obj: object, path: Path) -> None:
+        save(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(R, "_atomic_save", crash_after_third_checkpoint)
+    with pytest.raises(Interrupt):
+        run_suite(tiny_suite(), out, progress=False)
+    monkeypatch.setattr(R, "_atomic_save", save)
+    (ckpt,) = (out / "checkpoints").glob("*.pt")
+    lines = (out / "results.jsonl").read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if json.loads(line).get("run_id") == ckpt.stem)
+    assert json.loads(lines[last])["type"] == "epoch"
+    (out / "results.jsonl").write_text("\n".join(lines[:last] + lines[last + 1 :]) + "\n")  # the lost record
+
+    run_suite(tiny_suite(), out, progress=False)
+    ref = {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(reference / "results.jsonl")
+           if r["type"] == "epoch"}  # fmt: skip
+    got = {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(out / "results.jsonl")
+           if r["type"] == "epoch"}  # fmt: skip
+    assert got == pytest.approx(ref, rel=1e-6)

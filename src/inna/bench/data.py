@@ -191,7 +191,7 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     """MNIST (60k/10k) from the four official IDX files in ``data_dir`` (or ``data_dir/mnist``)."""
     if data_dir is None:
         raise DatasetNotFoundError(f"mnist: no --data-dir given. {_IDX_HINT}")
-    return _load_idx_dataset("mnist", _resolve_subdir(Path(data_dir), ("mnist", "MNIST", "MNIST/raw")), _IDX_HINT)
+    return _load_idx_dataset("mnist", _resolve_subdir(Path(data_dir), _IDX_SUBDIRS["mnist"]), _IDX_HINT)
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
@@ -204,14 +204,22 @@ def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Datase
     if data_dir is None:
         directory = FASHION_MNIST_SYSTEM_DIR
     else:
-        directory = _resolve_subdir(Path(data_dir), ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw"))
+        directory = _resolve_subdir(Path(data_dir), _IDX_SUBDIRS["fashion-mnist"])
     return _load_idx_dataset("fashion-mnist", directory, hint)
 
 
+#: Where the IDX files may sit under ``--data-dir`` (besides the directory itself), e.g. torchvision's layout.
+_IDX_SUBDIRS = {
+    "mnist": ("mnist", "MNIST", "MNIST/raw"),
+    "fashion-mnist": ("fashion-mnist", "fashion_mnist", "FashionMNIST", "FashionMNIST/raw"),
+}
+
+
 def _resolve_subdir(root: Path, candidates: tuple[str, ...]) -> Path:
-    for sub in candidates:
-        if (root / sub).is_dir():
-            return root / sub
+    """The first of ``root`` and ``root/candidate`` that holds all four IDX files (else ``root``, for the error)."""
+    for directory in (root, *(root / sub for sub in candidates)):
+        if all(_find_idx(directory, stem) is not None for stem in _IDX_FILES.values()):
+            return directory
     return root
 
 
@@ -401,8 +409,7 @@ def dataset_available(name: str, data_dir: str | os.PathLike[str] | None = None)
         if data_dir is None and name == "mnist":
             return False
         root = FASHION_MNIST_SYSTEM_DIR if data_dir is None else Path(data_dir)
-        subs = ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw") if name == "fashion-mnist" else ("mnist", "MNIST")
-        directory = root if data_dir is None else _resolve_subdir(root, subs)
+        directory = root if data_dir is None else _resolve_subdir(root, _IDX_SUBDIRS[name])
         return all(_find_idx(directory, stem) is not None for stem in _IDX_FILES.values())
     if name in ("cifar10", "cifar100"):
         if data_dir is None:

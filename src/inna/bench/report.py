@@ -109,7 +109,11 @@ def default_target(task: TaskResult) -> float | None:
 def _task_table(task: TaskResult, target: float | None) -> list[str]:
     head = "| optimizer | γ₀ | final train loss | final test acc (%) | steps to loss ≤ {t} | diverged | time/run (s) |"
     lines = [head.format(t="—" if target is None else f"{target:.3g}"), "|---|---|---|---|---|---|---|"]
-    ranked = sorted(task.optimizers, key=lambda o: statistics.fmean(o.final("train_loss") or [math.inf]))
+    # an optimizer with a diverged run ranks after every optimizer without one
+    ranked = sorted(
+        task.optimizers,
+        key=lambda o: (o.diverged > 0, statistics.fmean(o.final("train_loss") or [math.inf])),
+    )
     for o in ranked:
         grid = sorted(float(k) for k in o.grid)
         edge = " (grid edge)" if o.lr is not None and grid and o.lr in (grid[0], grid[-1]) else ""
@@ -165,8 +169,10 @@ def plot_task(task: TaskResult, path: str | os.PathLike[str]) -> None:
             continue
         color = cmap(i % 10)
         for ax, key, transform in ((ax_loss, "train_loss", np.log10), (ax_acc, "test_acc", lambda v: v)):
-            epochs = sorted(set.intersection(*(set(r) for r in o.runs)))
-            curves = np.array([[r[e].get(key) if r[e].get(key) is not None else np.nan for e in epochs]
+            # every epoch that some run reached, over the runs that reached it (a diverged seed stops its own
+            # curve, not the others')
+            epochs = sorted(set.union(*(set(r) for r in o.runs)))
+            curves = np.array([[r[e].get(key) if e in r and r[e].get(key) is not None else np.nan for e in epochs]
                                for r in o.runs], dtype=float)  # fmt: skip
             with np.errstate(all="ignore"):
                 curves = transform(curves)

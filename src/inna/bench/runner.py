@@ -355,6 +355,19 @@ class _Progress:
             self.bar.close()
 
 
+def _drop_checkpoints_ahead_of_the_store(pending: list[RunConfig], records: list[Record], ckpt_dir: Path) -> None:
+    """A checkpoint may be ahead of the results: with workers, a run saves its checkpoint once it has *sent* an
+    epoch's record, and the parent may die before writing it. Resuming from such a checkpoint would leave that
+    epoch out of the results for good, so the run starts again instead (its records are then rewritten)."""
+    recorded = {rid: max(epochs, default=-1) for rid, _, epochs, _ in group_runs(records)}
+    for c in pending:
+        ckpt = ckpt_dir / f"{c.run_id}.pt"
+        if ckpt.is_file():
+            ahead = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] > recorded.get(c.run_id, -1)
+            if ahead:
+                ckpt.unlink()
+
+
 def execute_runs(
     configs: list[RunConfig],
     store: ResultsStore,
@@ -370,11 +383,13 @@ def execute_runs(
     """
     if workers < 1:
         raise ValueError(f"Invalid workers value: {workers} (must be >= 1)")
-    done = finished_runs(store.records())
+    records = store.records()
+    done = finished_runs(records)
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(c.run_id, c)
     pending = [c for rid, c in unique.items() if rid not in done]
+    _drop_checkpoints_ahead_of_the_store(pending, records, Path(checkpoint_dir))
     bar = _Progress(sum(c.epochs for c in pending), desc, progress)
 
     def sink(record: Record) -> None:
