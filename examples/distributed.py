@@ -88,6 +88,7 @@ def main() -> None:
         mode = "FSDP2" if args.fsdp else "DDP"
         print(f"{mode} on {world} ranks: {start + args.steps} steps, training accuracy {acc.item():.3f}")
         print(f"checkpoint: {args.checkpoint}")
+    dist.barrier()  # no rank tears gloo down while another is still using it
     dist.destroy_process_group()
 
 

@@ -7,6 +7,7 @@ builds locally from the same initial weights. Assertion errors propagate to the 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -23,6 +24,20 @@ def init(rank: int, world: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
+    torch._inductor.config.compile_threads = 1  # the fused path compiles in-process: no worker pool to outlive us
+
+
+def finish() -> None:
+    """Leave a worker that succeeded without running C++ destructors at interpreter exit.
+
+    A spawned rank that has used gloo sometimes aborted *while exiting* ("terminate called without an active
+    exception"), after all its work and checks passed, which spawn reports as a failure; a barrier before
+    ``destroy_process_group`` made it rare, this makes it impossible. Errors are raised before this point and
+    still reach the test through spawn.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def make_model(seed: int = 0) -> nn.Module:
@@ -117,8 +132,10 @@ def ddp_and_zero(rank: int, world: int, port: int, steps: int) -> None:
             reference_step(ref, ref_opt, k)
         for p, q in zip(model.module.parameters(), ref.parameters()):
             torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-12, msg="ZeRO resume")
+        dist.barrier()  # every rank is done with gloo before any tears it down
     finally:
         dist.destroy_process_group()
+    finish()
 
 
 def _fsdp_model(mesh, seed: int = 0) -> nn.Module:
@@ -166,8 +183,10 @@ def fsdp2(rank: int, world: int, port: int, steps: int, ckpt_dir: str) -> None:
                 full = [p.full_tensor() for p in model.parameters()]  # a collective: every rank takes part
                 if rank == 0:
                     torch.save(full, Path(ckpt_dir) / "expected.pt")
+        dist.barrier()  # every rank is done with gloo before any tears it down
     finally:
         dist.destroy_process_group()
+    finish()
 
 
 def fsdp2_resume(rank: int, world: int, port: int, steps: int, ckpt_dir: str) -> None:
@@ -194,5 +213,7 @@ def fsdp2_resume(rank: int, world: int, port: int, steps: int, ckpt_dir: str) ->
         expected = torch.load(Path(ckpt_dir) / "expected.pt", weights_only=True)
         for p, e in zip(model.parameters(), expected):
             torch.testing.assert_close(p.full_tensor(), e, rtol=0, atol=0, msg="DCP resume")
+        dist.barrier()  # every rank is done with gloo before any tears it down
     finally:
         dist.destroy_process_group()
+    finish()
