@@ -67,7 +67,8 @@ class Interrupt(BaseException):
     pass
 
 
-def test_resume_after_interruption_redoes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def reference_and_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """An uninterrupted suite, and the same suite interrupted right after its third checkpoint."""
     reference = tmp_path / "ref"
     run_suite(tiny_suite(), reference, progress=False)
     save = R._atomic_save
@@ -84,6 +85,11 @@ def test_resume_after_interruption_redoes_nothing(tmp_path: Path, monkeypatch: p
     with pytest.raises(Interrupt):
         run_suite(tiny_suite(), out, progress=False)
     monkeypatch.setattr(R, "_atomic_save", save)
+    return reference, out
+
+
+def test_resume_after_interruption_redoes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference, out = reference_and_interrupted(tmp_path, monkeypatch)
     before = epoch_keys(out / "results.jsonl")
     assert 0 < len(before) < len(epoch_keys(reference / "results.jsonl"))
     assert list((out / "checkpoints").glob("*.pt")), "the interrupted run left its checkpoint"
@@ -222,22 +228,7 @@ def test_widening_the_grid_reuses_runs_and_updates_the_selection(tmp_path: Path)
 def test_resume_when_a_checkpoint_is_ahead_of_the_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With workers, a run can checkpoint an epoch whose record the parent never wrote (it died in between):
     the resumed suite must still hold every epoch, with the uninterrupted numbers."""
-    reference = tmp_path / "ref"
-    run_suite(tiny_suite(), reference, progress=False)
-    save = R._atomic_save
-    calls = {"n": 0}
-
-    def crash_after_third_checkpoint(obj: object, path: Path) -> None:
-        save(obj, path)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Interrupt
-
-    out = tmp_path / "run"
-    monkeypatch.setattr(R, "_atomic_save", crash_after_third_checkpoint)
-    with pytest.raises(Interrupt):
-        run_suite(tiny_suite(), out, progress=False)
-    monkeypatch.setattr(R, "_atomic_save", save)
+    reference, out = reference_and_interrupted(tmp_path, monkeypatch)
     (ckpt,) = (out / "checkpoints").glob("*.pt")
     lines = (out / "results.jsonl").read_text().splitlines()
     last = max(i for i, line in enumerate(lines) if json.loads(line).get("run_id") == ckpt.stem)
