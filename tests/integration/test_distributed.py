@@ -1,4 +1,8 @@
-"""INNA under torch.distributed on 2 CPU processes (gloo, loopback): DDP, ZeRO, FSDP2, DCP."""
+"""INNA under torch.distributed on 2 CPU processes (gloo, loopback): DDP, ZeRO, FSDP2, DCP.
+
+The assertions run inside the ranks (tests/integration/dist_workers.py); a failing one raises through
+``mp.spawn`` and fails the test here.
+"""
 
 from __future__ import annotations
 
