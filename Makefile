@@ -1,27 +1,45 @@
 # Two entry points, both doing their own set-up on a fresh machine:
-#   make test   - create .venv (first use), install pinned CPU torch + the package, lint, run the whole suite
+#   make test   - create .venv (first use), install the pinned frameworks + the package, lint, run the whole suite,
+#                 then run the JAX tests again in a venv without torch (.venv-jax), proving inna.optax needs no torch
 #   make bench  - same set-up, then run the main job
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+JAX_VENV  ?= .venv-jax
+JAX_STAMP := $(JAX_VENV)/.installed-stamp
+PIP_FLAGS := --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: test bench lint clean
+.PHONY: test test-main test-jax-only bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install $(PIP_FLAGS) -e ".[dev]"
 	touch $(STAMP)
+
+$(JAX_STAMP): pyproject.toml constraints.txt
+	test -x $(JAX_VENV)/bin/python || $(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/python -m pip install $(PIP_FLAGS) -e ".[jax,test-jax]"
+	touch $(JAX_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m ruff format --check src tests benchmarks examples
 
-test: lint
+test-main: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The JAX side alone: torch must not even be importable there.
+test-jax-only: $(JAX_STAMP)
+	$(JAX_VENV)/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
+		|| { echo "torch is installed in $(JAX_VENV): the JAX-only check is void"; exit 1; }
+	$(JAX_VENV)/bin/python -m pytest -m "not needs_torch" tests/test_formulas.py tests/jax_optax $(PYTEST_ARGS)
+
+test: test-main test-jax-only
 
 bench: $(STAMP)
 	$(VENV)/bin/inna bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) $(JAX_VENV) build dist src/*.egg-info .pytest_cache .hypothesis .ruff_cache

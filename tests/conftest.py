@@ -1,8 +1,14 @@
+"""Shared test settings. Framework-free: the JAX-only CI venv (no torch) collects tests/ through this file too."""
+
 import os
 
 import pytest
-import torch
 from hypothesis import HealthCheck, settings
+
+try:
+    import torch
+except ImportError:  # a JAX-only or Keras-only environment
+    torch = None
 
 # "ci": deterministic examples (a red CI must be reproducible), no deadline (shared 2-core machines).
 settings.register_profile(
@@ -14,7 +20,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 @pytest.fixture(autouse=True)
 def _seed():
-    torch.manual_seed(0)
+    if torch is not None:
+        torch.manual_seed(0)
     yield
 
 

@@ -113,7 +113,11 @@ def test_sweep_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     rows = sweep_table(out)
     assert {r["lr"] for r in rows if r["alpha"] is not None} <= {0.1, 0.3}
     assert {(r["alpha"], r["beta"], r["power"]) for r in rows if r["alpha"] is not None} == {
-        (0.5, 0.1, 0.0), (1.0, 0.1, 0.0), (0.5, 0.1, 0.5), (1.0, 0.1, 0.5)}
+        (0.5, 0.1, 0.0),
+        (1.0, 0.1, 0.0),
+        (0.5, 0.1, 0.5),
+        (1.0, 0.1, 0.5),
+    }
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "report.md").is_file()
     assert main(["sweep", "--betas", "0", "--out", str(out)]) == 2

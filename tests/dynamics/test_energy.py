@@ -31,8 +31,12 @@ def test_dissipation_identity_along_solutions(name, make, x0, alpha, beta):
 
 
 @settings(max_examples=15)
-@given(alpha=st.floats(0.0, 2.0), beta=st.floats(0.01, 1.0),
-       x0=st.lists(st.floats(-3, 3), min_size=3, max_size=3), v0=st.floats(-3, 3))
+@given(
+    alpha=st.floats(0.0, 2.0),
+    beta=st.floats(0.01, 1.0),
+    x0=st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+    v0=st.floats(-3, 3),
+)
 def test_energy_non_increasing_and_rate_bound(alpha, beta, x0, v0):
     obj = log_cosh([3.0, 1.0, 0.5], [0.5, -0.5, 1.0])
     traj = integrate_din(obj, x0, 10.0, alpha=alpha, beta=beta, velocity0=[v0, 0.0, -v0], n_points=400)

@@ -59,13 +59,17 @@ def test_autograd_selection_for_nonsmooth():
 
 @settings(max_examples=15)
 @given(
-    h=st.floats(0.0, 20.0), alpha=st.floats(0.0, 2.0), beta=st.floats(0.01, 1.0),
-    th0=floats, v0=floats,
+    h=st.floats(0.0, 20.0),
+    alpha=st.floats(0.0, 2.0),
+    beta=st.floats(0.01, 1.0),
+    th0=floats,
+    v0=floats,
 )
 def test_din_on_quadratic_matches_second_order_ode(h, alpha, beta, th0, v0):
     # DIN on J = h/2 theta^2 is theta'' + (alpha + beta h) theta' + h theta = 0: solve it by expm.
-    traj = integrate_din(quadratic([h]), [th0], 3.0, alpha=alpha, beta=beta, velocity0=[v0], n_points=7,
-                         rtol=1e-10, atol=1e-12)
+    traj = integrate_din(
+        quadratic([h]), [th0], 3.0, alpha=alpha, beta=beta, velocity0=[v0], n_points=7, rtol=1e-10, atol=1e-12
+    )
     a = np.array([[0.0, 1.0], [-h, -(alpha + beta * h)]])
     exact = np.array([expm(a * t) @ [th0, v0] for t in traj.t])
     np.testing.assert_allclose(traj.theta[:, 0], exact[:, 0], atol=1e-7)
@@ -73,13 +77,18 @@ def test_din_on_quadratic_matches_second_order_ode(h, alpha, beta, th0, v0):
 
 
 @settings(max_examples=15)
-@given(alpha=st.floats(0.0, 2.0), beta=st.floats(0.01, 1.0), x=st.lists(floats, min_size=2, max_size=2),
-       v=st.lists(floats, min_size=2, max_size=2))
+@given(
+    alpha=st.floats(0.0, 2.0),
+    beta=st.floats(0.01, 1.0),
+    x=st.lists(floats, min_size=2, max_size=2),
+    v=st.lists(floats, min_size=2, max_size=2),
+)
 def test_initial_velocity_is_respected(alpha, beta, x, v):
     obj = log_cosh([2.0, 0.5])
     psi0 = initial_psi(obj, x, v, alpha, beta)
-    np.testing.assert_allclose(psi0, (1 - alpha * beta) * np.array(x) - beta * np.array(v)
-                               - beta**2 * obj.gradient(x), atol=1e-14)
+    np.testing.assert_allclose(
+        psi0, (1 - alpha * beta) * np.array(x) - beta * np.array(v) - beta**2 * obj.gradient(x), atol=1e-14
+    )
     # The lifted field at (theta0, psi0) gives back theta'(0) = v.
     rhs = lifted_field(obj, alpha, beta)(0.0, np.concatenate([x, psi0]))
     np.testing.assert_allclose(rhs[:2], v, atol=1e-12)
@@ -106,8 +115,10 @@ def test_euler_scheme_is_inna_and_converges_to_rk45():
     np.testing.assert_allclose(euler.theta, it.theta, atol=1e-12)
     np.testing.assert_allclose(euler.psi, it.psi, atol=1e-12)
     ref = integrate_din(obj, x0, 2.0, rtol=1e-11, atol=1e-12)
-    errs = [np.abs(integrate_din(obj, x0, 2.0, method="euler", dt=dt).at(2.0)[0] - ref.at(2.0)[0]).max()
-            for dt in (0.01, 0.005)]
+    errs = [
+        np.abs(integrate_din(obj, x0, 2.0, method="euler", dt=dt).at(2.0)[0] - ref.at(2.0)[0]).max()
+        for dt in (0.01, 0.005)
+    ]
     assert 1.7 < errs[0] / errs[1] < 2.3
 
 

@@ -18,12 +18,10 @@ from inna.dynamics import (
     spectral_radius,
     stable_curvature_interval,
 )
-from inna.functional import inna as inna_update
-from inna.functional import phase_from_psi, psi_from_phase
+from inna.torch.functional import inna as inna_update
+from inna.torch.functional import phase_from_psi, psi_from_phase
 
-params = dict(
-    lr=st.floats(1e-3, 2.0), alpha=st.floats(0.0, 3.0), beta=st.floats(1e-2, 2.0), h=st.floats(0.0, 500.0)
-)
+params = dict(lr=st.floats(1e-3, 2.0), alpha=st.floats(0.0, 3.0), beta=st.floats(1e-2, 2.0), h=st.floats(0.0, 500.0))
 
 
 @settings(max_examples=30)
@@ -59,8 +57,15 @@ def test_jury_conditions_agree_with_the_radius(lr, alpha, beta, h):
 
 @pytest.mark.parametrize(
     ("lr", "alpha", "beta", "h"),
-    [(0.1, 0.5, 0.1, 100.0), (0.15, 0.5, 0.1, 11.0), (0.05, 0.5, 0.1, 600.0), (0.2, 0.0, 0.1, 3.0),
-     (0.02, 1.3, 0.01, 400.0), (0.01, 0.5, 0.02, 300.0), (0.3, 0.5, 0.1, 1.0)],
+    [
+        (0.1, 0.5, 0.1, 100.0),
+        (0.15, 0.5, 0.1, 11.0),
+        (0.05, 0.5, 0.1, 600.0),
+        (0.2, 0.0, 0.1, 3.0),
+        (0.02, 1.3, 0.01, 400.0),
+        (0.01, 0.5, 0.02, 300.0),
+        (0.3, 0.5, 0.1, 1.0),
+    ],
 )
 def test_radius_against_brute_force_inna(lr, alpha, beta, h):
     # iterate the real optimizer on J = h/2 ||theta||^2 and measure the growth rate of (theta, psi)
@@ -89,6 +94,7 @@ def test_zero_curvature_eigenvalues_and_heavy_ball_equivalence():
 @settings(max_examples=40)
 @given(lr=st.floats(1e-3, 1.0), alpha=st.floats(0.0, 3.0), beta=st.floats(1e-2, 1.0))
 def test_stable_interval_endpoints(lr, alpha, beta):
+    assume(lr != beta or alpha > 1e-12)  # lr == beta with alpha ~ 0 is marginal (rho == 1 up to round-off)
     lo, hi = stable_curvature_interval(lr, alpha, beta)
     grid = np.logspace(-4, 6, 400)
     stable = is_stable(lr, alpha, beta, grid)
@@ -124,8 +130,12 @@ def test_defaults_numbers_in_the_docs():
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [((-0.1, 0.5, 0.1, 1.0), "lr must be finite and >= 0"), ((0.1, -1, 0.1, 1.0), "alpha must be finite and >= 0"),
-     ((0.1, 0.5, 0.0, 1.0), "beta must be finite and > 0"), ((0.1, 0.5, 0.1, -2.0), "h must be finite and >= 0")],
+    [
+        ((-0.1, 0.5, 0.1, 1.0), "lr must be finite and >= 0"),
+        ((0.1, -1, 0.1, 1.0), "alpha must be finite and >= 0"),
+        ((0.1, 0.5, 0.0, 1.0), "beta must be finite and > 0"),
+        ((0.1, 0.5, 0.1, -2.0), "h must be finite and >= 0"),
+    ],
 )
 def test_bad_input(args, message):
     with pytest.raises(ValueError, match=message):

@@ -174,4 +174,3 @@ def test_accelerate_prepare_save_state_load_state(tmp_path):
     train(acc, model, opt, sched, batches[6:])
     for p, q in zip(model.parameters(), straight):
         assert torch.equal(p.detach(), q)
-

@@ -73,24 +73,46 @@ def _default_workers() -> int:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data, budget and execution")
-    g.add_argument("--data-dir", metavar="D", help="directory with user-provided data (mnist, cifar10, cifar100, "
-                   "or fashion-mnist instead of /usr/share/datasets/fashion-mnist); the mnist1d cache for mnist1d")
-    g.add_argument("--out", metavar="DIR", help="output directory (default: runs/<suite>[-<dataset>]); rerunning "
-                   "with the same DIR resumes: finished runs are not redone, interrupted ones continue")
-    g.add_argument("--model", choices=["nin", "vgg11", "resnet18", "cnn", "cnn1d", "mlp"],
-                   help="replace every task's network")
-    g.add_argument("--width", type=_positive_float, help="channel-width multiplier of the networks (NiN: 0.25 is "
-                   "CPU-sized; 1 is the paper's 967,096-parameter NiN)")
+    g.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="directory with user-provided data (mnist, cifar10, cifar100, "
+        "or fashion-mnist instead of /usr/share/datasets/fashion-mnist); the mnist1d cache for mnist1d",
+    )
+    g.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: runs/<suite>[-<dataset>]); rerunning "
+        "with the same DIR resumes: finished runs are not redone, interrupted ones continue",
+    )
+    g.add_argument(
+        "--model", choices=["nin", "vgg11", "resnet18", "cnn", "cnn1d", "mlp"], help="replace every task's network"
+    )
+    g.add_argument(
+        "--width",
+        type=_positive_float,
+        help="channel-width multiplier of the networks (NiN: 0.25 is "
+        "CPU-sized; 1 is the paper's 967,096-parameter NiN)",
+    )
     g.add_argument("--epochs", type=_positive_int, help="epochs of the full runs (paper: 200)")
     g.add_argument("--tune-epochs", type=_positive_int, help="epochs of each gamma0-selection run (paper: 15)")
     g.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 32, the paper's)")
-    g.add_argument("--train-subset", type=_positive_int, metavar="N", help="keep N training examples "
-                   "(class-stratified, fixed draw)")
+    g.add_argument(
+        "--train-subset",
+        type=_positive_int,
+        metavar="N",
+        help="keep N training examples (class-stratified, fixed draw)",
+    )
     g.add_argument("--test-subset", type=_positive_int, metavar="N", help="keep N test examples")
-    g.add_argument("--grid-points", type=_positive_int, metavar="K", help="try only the K central values of "
-                   "each gamma0 grid")
-    g.add_argument("--workers", type=_positive_int, default=_default_workers(), help="independent runs in "
-                   "parallel processes, one torch thread each (default: %(default)s)")
+    g.add_argument(
+        "--grid-points", type=_positive_int, metavar="K", help="try only the K central values of each gamma0 grid"
+    )
+    g.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_default_workers(),
+        help="independent runs in parallel processes, one torch thread each (default: %(default)s)",
+    )
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--no-figures", action="store_true", help="write the report without PNG figures")
@@ -111,14 +133,28 @@ def register(subparsers: Any) -> None:
         epilog=_SUITE_HELP,
         formatter_class=fmt,
     )
-    p.add_argument("--suite", choices=["quick", "cpu-paper", "paper"], default="quick",
-                   help="which suite to run (default: quick; see below)")
-    p.add_argument("--dataset", nargs="+", metavar="NAME", help="run the suite's network and budget on these "
-                   "data sets instead (e.g. --suite paper --dataset cifar10)")
+    p.add_argument(
+        "--suite",
+        choices=["quick", "cpu-paper", "paper"],
+        default="quick",
+        help="which suite to run (default: quick; see below)",
+    )
+    p.add_argument(
+        "--dataset",
+        nargs="+",
+        metavar="NAME",
+        help="run the suite's network and budget on these data sets instead (e.g. --suite paper --dataset cifar10)",
+    )
     p.add_argument("--optimizers", nargs="+", metavar="SPEC", help="optimizers to compare (see below)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds of the full runs")
-    p.add_argument("--lr", action="append", type=_fixed_lr, default=[], metavar="OPT=GAMMA0",
-                   help="skip gamma0 selection for OPT and use GAMMA0 (repeatable)")
+    p.add_argument(
+        "--lr",
+        action="append",
+        type=_fixed_lr,
+        default=[],
+        metavar="OPT=GAMMA0",
+        help="skip gamma0 selection for OPT and use GAMMA0 (repeatable)",
+    )
     _add_common(p)
     p.set_defaults(func=_bench)
 
@@ -130,8 +166,12 @@ def register(subparsers: Any) -> None:
         "accuracy vs epochs, mean curve and min–max band over seeds) from a directory written by `inna bench`.",
     )
     r.add_argument("rundir", metavar="RUNDIR", help="a directory containing results.jsonl")
-    r.add_argument("--target-loss", type=_positive_float, help="training loss for the 'steps to reach' column "
-                   "(default: the task's own target, else the median of the optimizers' final losses)")
+    r.add_argument(
+        "--target-loss",
+        type=_positive_float,
+        help="training loss for the 'steps to reach' column "
+        "(default: the task's own target, else the median of the optimizers' final losses)",
+    )
     r.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
     r.add_argument("--title", help="title of the report")
     r.set_defaults(func=_report)
@@ -144,26 +184,48 @@ def register(subparsers: Any) -> None:
         "final training loss, one panel per q) and the usual results.jsonl / report.md. Defaults: the 1-D CNN on "
         "mnist1d (an MLP on other data sets), 5 epochs, gamma0 selected after the same 5 epochs.",
     )
-    s.add_argument("--dataset", default="mnist1d", choices=["digits", "mnist1d", "mnist5k", "fashion-mnist", "mnist",
-                   "cifar10", "cifar100"], help="data set (default: mnist1d)")
-    s.add_argument("--alphas", type=_floats, default=[0.1, 0.5, 1.0], help="comma-separated alphas "
-                   "(default: 0.1,0.5,1)")
-    s.add_argument("--betas", type=_floats, default=[0.01, 0.1, 0.5], help="comma-separated betas "
-                   "(default: 0.01,0.1,0.5)")
-    s.add_argument("--powers", type=_floats, default=[0.5], help="comma-separated decay powers q of "
-                   "gamma0/(k+1)^q, 0 = constant (default: 0.5)")
-    s.add_argument("--baselines", nargs="*", default=["sgd", "adam"], metavar="SPEC",
-                   help="optimizers tuned the same way for reference (default: sgd adam)")
-    s.add_argument("--grid", type=_floats, help="comma-separated gamma0 values tried for every INNA configuration "
-                   "(default: INNA's grid 0.03..3; small beta needs gamma0 below about 2*beta)")
+    s.add_argument(
+        "--dataset",
+        default="mnist1d",
+        choices=["digits", "mnist1d", "mnist5k", "fashion-mnist", "mnist", "cifar10", "cifar100"],
+        help="data set (default: mnist1d)",
+    )
+    s.add_argument(
+        "--alphas", type=_floats, default=[0.1, 0.5, 1.0], help="comma-separated alphas (default: 0.1,0.5,1)"
+    )
+    s.add_argument(
+        "--betas", type=_floats, default=[0.01, 0.1, 0.5], help="comma-separated betas (default: 0.01,0.1,0.5)"
+    )
+    s.add_argument(
+        "--powers",
+        type=_floats,
+        default=[0.5],
+        help="comma-separated decay powers q of gamma0/(k+1)^q, 0 = constant (default: 0.5)",
+    )
+    s.add_argument(
+        "--baselines",
+        nargs="*",
+        default=["sgd", "adam"],
+        metavar="SPEC",
+        help="optimizers tuned the same way for reference (default: sgd adam)",
+    )
+    s.add_argument(
+        "--grid",
+        type=_floats,
+        help="comma-separated gamma0 values tried for every INNA configuration "
+        "(default: INNA's grid 0.03..3; small beta needs gamma0 below about 2*beta)",
+    )
     s.add_argument("--seeds", type=_positive_int, default=1, help="seeds per configuration (default: 1)")
     _add_common(s)
     s.set_defaults(func=_sweep)
 
 
 def _command() -> str:
-    return "inna " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0].endswith("inna") \
+    return (
+        "inna " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("inna")
         else " ".join(shlex.quote(a) for a in sys.argv)
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -164,9 +164,7 @@ def _load_idx_dataset(name: str, directory: Path, hint: str) -> Dataset:
     paths = {key: _find_idx(directory, stem) for key, stem in _IDX_FILES.items()}
     missing = [stem for key, stem in _IDX_FILES.items() if paths[key] is None]
     if missing:
-        raise DatasetNotFoundError(
-            f"{name}: missing {', '.join(missing)} (optionally .gz) in {directory}. {hint}"
-        )
+        raise DatasetNotFoundError(f"{name}: missing {', '.join(missing)} (optionally .gz) in {directory}. {hint}")
     arrays = {key: read_idx(p) for key, p in paths.items() if p is not None}
     for split in ("train", "test"):
         if len(arrays[split, "images"]) != len(arrays[split, "labels"]):

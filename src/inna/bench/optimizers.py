@@ -19,7 +19,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from inna import INNA, PowerDecayLR
+from inna.torch import INNA, PowerDecayLR
 
 __all__ = [
     "DEFAULT_GRIDS",

@@ -218,7 +218,7 @@ def write_report(
     lines += [
         "γ₀ was selected for each optimizer by the lowest **training** loss after the tuning budget (first seed);",
         "the test set was never used for any choice. Final numbers are at the last epoch, mean ± std over seeds.",
-        "\"grid edge\" marks a γ₀ at the end of its grid (widen the grid to be sure).",
+        '"grid edge" marks a γ₀ at the end of its grid (widen the grid to be sure).',
         "",
     ]
     summary: list[str] = []
@@ -243,5 +243,3 @@ def write_report(
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
     return path, "\n".join(summary)
-
-

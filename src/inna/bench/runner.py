@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import inna
+from inna.formulas import INNAStabilityWarning
 
 from .data import Dataset, load_dataset
 from .models import build_model
@@ -244,9 +244,7 @@ def train_run(cfg: RunConfig, emit: Callable[[Record], None], checkpoint_dir: st
     the stability rule on purpose, and a run that blows up is recorded as diverged.
     """
     with warnings.catch_warnings():
-        category = getattr(inna, "INNAStabilityWarning", None)
-        if isinstance(category, type) and issubclass(category, Warning):
-            warnings.simplefilter("ignore", category)
+        warnings.simplefilter("ignore", INNAStabilityWarning)
         return _train_run(cfg, emit, checkpoint_dir)
 
 

@@ -149,6 +149,7 @@ def write_sweep_report(out_dir: str | os.PathLike[str], title: str, command: str
               "| rank | optimizer | α | β | q | γ₀ | final train loss | final test acc (%) |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for i, r in enumerate(ranked, 1):
+
         def f(v: Any, fmt: str = "g") -> str:
             return "—" if v is None else format(v, fmt)
 

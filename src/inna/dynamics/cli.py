@@ -21,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     p.add_argument(
-        "--only", nargs="+", choices=sorted(FIGURES), default=None, metavar="NAME",
+        "--only",
+        nargs="+",
+        choices=sorted(FIGURES),
+        default=None,
+        metavar="NAME",
         help=f"render only these figures (choices: {', '.join(FIGURES)})",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -34,8 +38,10 @@ def run_figures(args: argparse.Namespace) -> int:
         import matplotlib  # noqa: F401
         from tqdm import tqdm
     except ModuleNotFoundError as err:
-        print(f"inna figures needs the 'dynamics' extra ({err.name} is missing): pip install 'inna[dynamics]'",
-              file=sys.stderr)
+        print(
+            f"inna figures needs the 'dynamics' extra ({err.name} is missing): pip install 'inna[dynamics]'",
+            file=sys.stderr,
+        )
         return 2
     from .plots import FIGURES
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from inna import INNA, PowerDecayLR
+from inna.torch import INNA, PowerDecayLR
 
 __all__ = [
     "backprop_gradient",

@@ -48,6 +48,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..formulas import phase_from_psi, psi_from_phase
 from .energy import _check_alpha_beta, energy, rate_bound
 from .objectives import Objective, as_objective
 
@@ -121,7 +122,7 @@ class Trajectory:
 
     @cached_property
     def phase(self) -> Array:
-        return (self.alpha - 1 / self.beta) * self.theta + self.psi / self.beta
+        return phase_from_psi(self.theta, self.psi, self.alpha, self.beta)
 
     @cached_property
     def values(self) -> Array:
@@ -217,11 +218,11 @@ def integrate_din(
     if not (isinstance(n_points, int) and n_points >= 2):
         raise ValueError(f"n_points must be an int >= 2, got {n_points}")
     psi0 = initial_psi(obj, th0, velocity0, alpha, beta)
-    phi0 = (alpha - 1 / beta) * th0 + psi0 / beta
+    phi0 = phase_from_psi(th0, psi0, alpha, beta)
     n = th0.size
 
     def to_psi(theta: Array, phi: Array) -> Array:
-        return (1 - alpha * beta) * theta + beta * phi
+        return psi_from_phase(theta, phi, alpha, beta)
 
     if method.lower() == "euler":
         if not (np.isfinite(dt) and 0 < dt <= t_end):
@@ -256,8 +257,14 @@ def integrate_din(
     t_eval = np.linspace(0.0, t_end, n_points)
     try:
         sol = solve_ivp(
-            rhs, (0.0, t_end), np.concatenate([th0, phi0]), method=method, t_eval=t_eval,
-            dense_output=True, rtol=rtol, atol=atol,
+            rhs,
+            (0.0, t_end),
+            np.concatenate([th0, phi0]),
+            method=method,
+            t_eval=t_eval,
+            dense_output=True,
+            rtol=rtol,
+            atol=atol,
         )
     except ValueError as err:
         raise ValueError(f"method must be 'euler' or a solve_ivp method: {err}") from err

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from inna import INNA
-
+from ..formulas import initial_phase_scale, psi_from_phase
+from ..torch import INNA
 from .din import Trajectory, _vector, integrate_din
 from .objectives import Objective, as_objective
 
@@ -50,9 +50,8 @@ def inna_trajectory(
     opt = INNA([p], lr=lr, alpha=alpha, beta=beta, initial_speed=initial_speed, foreach=False)
     thetas = [th0.copy()]
     g0 = obj.gradient(th0)
-    s = beta if initial_speed is None else initial_speed
-    # INNA's start (see inna.functional.initial_phase): psi_0 = (1 - alpha beta) theta_0 + beta (s - beta) g_0
-    psis = [(1 - alpha * beta) * th0 + beta * (s - beta) * g0]
+    # INNA's start: phi_0 = (s - beta) g_0, i.e. psi_0 = (1 - alpha beta) theta_0 + beta (s - beta) g_0
+    psis = [psi_from_phase(th0, initial_phase_scale(beta, initial_speed) * g0, alpha, beta)]
     for _ in range(n_steps):
         x = p.detach().numpy().copy()
         p.grad = torch.from_numpy(obj.gradient(x))

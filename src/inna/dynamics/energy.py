@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..formulas import phase_from_psi
 from .objectives import Objective
 
 __all__ = ["dissipation", "energy", "phase", "rate_bound"]
@@ -49,7 +50,7 @@ def _check_alpha_beta(alpha: float, beta: float) -> None:
 def phase(theta: ArrayLike, psi: ArrayLike, alpha: float, beta: float) -> Array:
     r"""The phase :math:`\phi = (\alpha - 1/\beta)\theta + \psi/\beta` (rows of ``(T, n)`` arrays or vectors)."""
     _check_alpha_beta(alpha, beta)
-    return (alpha - 1.0 / beta) * np.asarray(theta, dtype=np.float64) + np.asarray(psi, dtype=np.float64) / beta
+    return phase_from_psi(np.asarray(theta, dtype=np.float64), np.asarray(psi, dtype=np.float64), alpha, beta)
 
 
 def energy(objective: Objective, theta: ArrayLike, psi: ArrayLike, alpha: float, beta: float) -> Array:

@@ -81,8 +81,12 @@ def plot_energy(traj: Trajectory, axes: tuple[Axes, Axes, Axes], inf_value: floa
     ax1, ax2, ax3 = axes
     gap = (1 + traj.alpha * traj.beta) * (traj.objective.inf if inf_value is None else inf_value)
     ax1.semilogy(traj.t, traj.energy - gap, label=r"$E - (1+\alpha\beta)\inf J$")
-    ax1.semilogy(traj.t, (1 + traj.alpha * traj.beta) * (traj.values - gap / (1 + traj.alpha * traj.beta)),
-                 "--", label=r"$(1+\alpha\beta)(J - \inf J)$")
+    ax1.semilogy(
+        traj.t,
+        (1 + traj.alpha * traj.beta) * (traj.values - gap / (1 + traj.alpha * traj.beta)),
+        "--",
+        label=r"$(1+\alpha\beta)(J - \inf J)$",
+    )
     ax1.set_xlabel("t")
     ax1.set_title("energy is non-increasing")
     ax1.legend(fontsize=8)
@@ -165,8 +169,15 @@ def figure_stability(out: Path) -> Path:
     fig.colorbar(im, ax=ax1, label=r"spectral radius $\rho$ (clipped at 1.2)")
     for ab, style in ((0.0, ":"), (0.05, "-"), (0.5, "--")):
         a = ab / beta
-        ax1.contour(R, K, spectral_radius(R * beta, a, beta, K / beta**2), levels=[1.0], colors="w",
-                    linestyles=style, linewidths=1.2)
+        ax1.contour(
+            R,
+            K,
+            spectral_radius(R * beta, a, beta, K / beta**2),
+            levels=[1.0],
+            colors="w",
+            linestyles=style,
+            linewidths=1.2,
+        )
         ax1.plot([], [], "k" + style, label=rf"$\rho=1$, $\alpha\beta={ab}$")
     ax1.axvline(1.0, color="r", lw=1)
     ax1.set_yscale("log")
@@ -177,8 +188,13 @@ def figure_stability(out: Path) -> Path:
     h = np.logspace(-2, 4, 600)
     for lr, c in ((0.05, "C0"), (0.1, "C1"), (0.15, "C3")):
         ax2.semilogx(h, spectral_radius(lr, alpha, beta, h), color=c, label=rf"INNA $\gamma={lr}$")
-        ax2.semilogx(h, heavy_ball_spectral_radius(lr * beta, 1 - lr * alpha, h), ":", color=c,
-                     label=rf"heavy ball $\mu=1-{lr}\alpha$, $\eta={lr}\beta$")
+        ax2.semilogx(
+            h,
+            heavy_ball_spectral_radius(lr * beta, 1 - lr * alpha, h),
+            ":",
+            color=c,
+            label=rf"heavy ball $\mu=1-{lr}\alpha$, $\eta={lr}\beta$",
+        )
     ax2.axhline(1.0, color="k", lw=0.8)
     ax2.set_ylim(0.6, 1.3)
     ax2.set_xlabel("curvature h")
@@ -230,14 +246,20 @@ def figure_dcriticality(out: Path) -> Path:
     losses = relu_pair_losses()
     th = np.linspace(-2, 1, 601)
     th = np.sort(np.append(th, 0.0))
-    ax1.plot(th, [total_loss(losses, [x]) for x in th], "k", label=r"$J=\mathrm{ReLU}(\theta)-\mathrm{ReLU}(-\theta)"
-             r"+\theta^2/2$")
+    ax1.plot(
+        th,
+        [total_loss(losses, [x]) for x in th],
+        "k",
+        label=r"$J=\mathrm{ReLU}(\theta)-\mathrm{ReLU}(-\theta)"
+        r"+\theta^2/2$",
+    )
     ax1.plot(th, 1 + th, "C0", lw=5, alpha=0.4, label=r"$J'(\theta)=1+\theta$")
     bp = np.array([backprop_gradient(losses, [x])[0] for x in th])
     ax1.plot(th, bp, "C3.", ms=2, label="backprop (full batch)")
     ax1.plot([0], [0], "C3o", ms=8, mfc="none", mew=2)
-    ax1.annotate("backprop = 0 at the D-critical point 0", (0, 0), (-1.9, 1.3), fontsize=8,
-                 arrowprops=dict(arrowstyle="->"))
+    ax1.annotate(
+        "backprop = 0 at the D-critical point 0", (0, 0), (-1.9, 1.3), fontsize=8, arrowprops=dict(arrowstyle="->")
+    )
     ax1.set_xlabel(r"$\theta$")
     ax1.set_title("1-D: D-critical, not critical")
     ax1.legend(fontsize=7, loc="lower right")
@@ -246,8 +268,13 @@ def figure_dcriticality(out: Path) -> Path:
     for i, s in enumerate(starts):
         for method, style in (("sgd", "-"), ("inna", "--")):
             path = minibatch_run(losses, [s], method=method, n_steps=1000, seed=i)
-            ax2.plot(path[:, 0], style, color=f"C{i}", lw=1,
-                     label=f"{method.upper()} from {s:+.2f}" if method == "sgd" or i == 0 else None)
+            ax2.plot(
+                path[:, 0],
+                style,
+                color=f"C{i}",
+                lw=1,
+                label=f"{method.upper()} from {s:+.2f}" if method == "sgd" or i == 0 else None,
+            )
     ax2.axhline(-1, color="k", lw=0.6)
     ax2.set_xlabel("iteration (mini-batch size 1, $\\gamma_k=0.1/\\sqrt{k+1}$)")
     ax2.set_ylabel(r"$\theta_k$")

@@ -50,6 +50,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..formulas import stability_rule_broken
+
 __all__ = [
     "heavy_ball_matrix",
     "heavy_ball_spectral_radius",
@@ -146,7 +148,7 @@ def lr_breaks_rule(lr: float, alpha: float, beta: float) -> bool:
     :math:`\gamma\alpha \ge 2`.
     """
     _check(lr, alpha, beta, 0.0)
-    return lr > beta or lr * alpha >= 2
+    return stability_rule_broken(lr, alpha, beta)
 
 
 def heavy_ball_matrix(lr: float, momentum: float, h: float) -> Array:

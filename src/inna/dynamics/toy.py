@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from inna import INNA
+from inna.torch import INNA
 
 from .objectives import Objective
 

@@ -563,7 +563,7 @@ def test_state_with_real_phase_for_a_complex_param_is_refused():
 
 @pytest.mark.parametrize("impl", [dict(), dict(fused=False), dict(foreach=None, fused=None)])
 def test_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
-    import inna.functional as F
+    import inna.torch.functional as F
 
     calls = []
     monkeypatch.setattr(F, "_multi_tensor_inna", lambda *a, **k: calls.append("foreach"))

@@ -13,13 +13,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ..formulas import INNAStabilityWarning, stability_rule_broken, stability_warning_message
 from .functional import initial_phase, inna, psi_from_phase
 
 __all__ = ["INNA", "INNAStabilityWarning"]
-
-
-class INNAStabilityWarning(UserWarning):
-    """A param group's lr breaks the linear-stability rule ``lr <= beta and lr * alpha < 2``."""
 
 
 #: Per-group options and their defaults for keys a state dict saved by an older version may lack.
@@ -52,20 +49,10 @@ def _caller_stacklevel() -> int:
     import sys
 
     frame, level = sys._getframe(1), 1
-    inside = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
+    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))  # inna/, torch/
     while frame is not None and frame.f_code.co_filename.startswith(inside):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def stability_rule_broken(lr: float, alpha: float, beta: float) -> bool:
-    r"""INNA's linear-stability rule on quadratics: :math:`\gamma \le \beta` and :math:`\gamma\alpha < 2`.
-
-    With :math:`\gamma > \beta` every direction of curvature :math:`h \ge \alpha/(\gamma - \beta)` diverges
-    (:math:`\det M = 1 - \gamma\alpha + \gamma h(\gamma - \beta) > 1`); with :math:`\gamma\alpha \ge 2` the flat
-    directions do (eigenvalue :math:`1 - \gamma\alpha`). See ``inna.dynamics.stability`` for the derivation.
-    """
-    return lr > beta or lr * alpha >= 2
 
 
 def _as_float(name: str, value: Any) -> float:
@@ -316,16 +303,8 @@ class INNA(Optimizer):
             alpha, beta = group["alpha"], group["beta"]
             if stability_rule_broken(lr, alpha, beta):
                 self._warned_unstable = True
-                if lr > beta:
-                    limit = f"curvature above alpha/(lr - beta) = {alpha / (lr - beta):.4g}"
-                    until = "lr <= beta"
-                else:
-                    limit, until = "zero curvature (flat ones)", "lr * alpha < 2"
                 warnings.warn(
-                    f"INNA: param group {i} has lr={lr:.4g} with alpha={alpha:.4g}, beta={beta:.4g}, which breaks the "
-                    f"stability rule lr <= beta and lr * alpha < 2: at this step, directions of {limit} are linearly "
-                    f"unstable. With a decaying lr this lasts until {until}. This warning is shown once; filter "
-                    "inna.INNAStabilityWarning to silence it.",
+                    stability_warning_message("INNA", f"param group {i}", lr, alpha, beta),
                     INNAStabilityWarning,
                     stacklevel=_caller_stacklevel(),
                 )

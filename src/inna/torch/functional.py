@@ -55,20 +55,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .. import formulas
+from ..formulas import l2_coefficient
+
 __all__ = ["initial_phase", "inna", "l2_coefficient", "phase_from_psi", "psi_from_phase"]
-
-
-def l2_coefficient(weight_decay: float, beta: float, decoupled_weight_decay: bool) -> float:
-    r"""The coefficient :math:`\lambda'` of :math:`\theta` added to the gradient.
-
-    Coupled (default): INNA on :math:`J + \tfrac\lambda2\|\theta\|^2`, so :math:`\lambda' = \lambda`.
-    Decoupled (the authors' PyTorch code): :math:`\theta_{k+1} = \theta_k + \gamma_k(\dots)
-    - \gamma_k\lambda\theta_k` with :math:`\psi` untouched. Because the gradient enters only the
-    :math:`\theta` line, scaled by :math:`\beta`, this is exactly L2 with :math:`\lambda' = \lambda/\beta`.
-    """
-    if weight_decay == 0:
-        return 0.0
-    return weight_decay / beta if decoupled_weight_decay else weight_decay
 
 
 def initial_phase(
@@ -88,7 +78,8 @@ def initial_phase(
     makes the first step the SGD step :math:`\theta_1 = \theta_0 - \gamma_0\hat g_0` (the paper's
     Keras/TF code); :math:`s = 0` starts at rest. The result is detached and shaped like ``param``.
     """
-    if initial_speed is None or initial_speed == beta:
+    scale = formulas.initial_phase_scale(beta, initial_speed)
+    if scale == 0:
         return torch.zeros_like(param, memory_format=torch.preserve_format)
     with torch.no_grad():
         g = grad.detach()
@@ -96,17 +87,17 @@ def initial_phase(
             g = -g
         if l2 != 0:
             g = g.add(param.detach(), alpha=l2)
-        return g.mul(initial_speed - beta).clone(memory_format=torch.preserve_format)
+        return g.mul(scale).clone(memory_format=torch.preserve_format)
 
 
 def psi_from_phase(param: Tensor, phase: Tensor, *, alpha: float, beta: float) -> Tensor:
-    r"""The paper's auxiliary variable :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi`."""
-    return param.detach() * (1 - alpha * beta) + beta * phase
+    r"""The paper's auxiliary variable :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` (detached)."""
+    return formulas.psi_from_phase(param.detach(), phase, alpha, beta)
 
 
 def phase_from_psi(param: Tensor, psi: Tensor, *, alpha: float, beta: float) -> Tensor:
-    r"""The phase :math:`\phi = (\alpha - 1/\beta)\theta + \psi/\beta` from the paper's :math:`\psi`."""
-    return param.detach() * (alpha - 1 / beta) + psi / beta
+    r"""The phase :math:`\phi = (\alpha - 1/\beta)\theta + \psi/\beta` from the paper's :math:`\psi` (detached)."""
+    return formulas.phase_from_psi(param.detach(), psi, alpha, beta)
 
 
 def _as_real(tensors: list[Tensor]) -> list[Tensor]:
@@ -124,16 +115,18 @@ def _single_tensor_inna(
     l2: float,
     maximize: bool,
 ) -> None:
+    c = formulas.inna_coefficients(lr, alpha, beta)
     for param, grad, phase in zip(params, grads, phases):
         if torch.is_complex(param):
             param, grad, phase = torch.view_as_real(param), torch.view_as_real(grad), torch.view_as_real(phase)
         g = -grad if maximize else grad
         if l2 != 0:
             g = g + l2 * param
-        # theta_{k+1} = theta_k - lr * (phase_k + beta * g_k), with the old phase
-        param.sub_(lr * (phase + beta * g))
+        # theta_{k+1} = theta_k - lr * (phase_k + beta * g_k), with the old phase (= theta_phase * phase_k +
+        # theta_grad * g_k, written so that a differentiable lr never saves the phase it then updates in place)
+        param.sub_(c.theta_phase * (phase + beta * g))
         # phase_{k+1} = (1 - lr * alpha) * phase_k + lr * (1 - alpha * beta) * g_k
-        phase.mul_(1 - lr * alpha).add_(lr * (1 - alpha * beta) * g)
+        phase.mul_(c.phase_decay).add_(c.phase_grad * g)
 
 
 def _group_by_device_and_dtype(*lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
@@ -159,15 +152,16 @@ def _multi_tensor_inna(
     maximize: bool,
 ) -> None:
     sign = -1.0 if maximize else 1.0
+    c = formulas.inna_coefficients(lr, alpha, beta)
     for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
         dev_params, dev_grads, dev_phases = _as_real(dev_params), _as_real(dev_grads), _as_real(dev_phases)
         if l2 != 0:
             # sign * (g + sign * l2 * theta) = sign * g + l2 * theta; the sign is folded into alpha below.
             dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=sign * l2)
-        torch._foreach_add_(dev_params, dev_phases, alpha=-lr)
-        torch._foreach_add_(dev_params, dev_grads, alpha=-lr * beta * sign)
-        torch._foreach_mul_(dev_phases, 1 - lr * alpha)
-        torch._foreach_add_(dev_phases, dev_grads, alpha=lr * (1 - alpha * beta) * sign)
+        torch._foreach_add_(dev_params, dev_phases, alpha=-c.theta_phase)
+        torch._foreach_add_(dev_params, dev_grads, alpha=-c.theta_grad * sign)
+        torch._foreach_mul_(dev_phases, c.phase_decay)
+        torch._foreach_add_(dev_phases, dev_grads, alpha=c.phase_grad * sign)
 
 
 #: Compiled kernels, most recently used last. Each has its own copy of the reference's code object, hence its
@@ -334,4 +328,3 @@ def _foreach_types() -> tuple[type, ...]:
     from torch.optim.optimizer import _foreach_supported_types
 
     return tuple(_foreach_supported_types)
-

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inna import INNA
-from inna.functional import phase_from_psi, psi_from_phase
+from inna.torch.functional import phase_from_psi, psi_from_phase
 
 IMPLS = [dict(foreach=False), dict(foreach=True)]
 
