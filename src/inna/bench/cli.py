@@ -270,7 +270,10 @@ def _interrupted(command: str, out: Path | None) -> int:
 
 
 def _failed(command: str, err: BaseException) -> int:
-    print(f"inna {command}: error: {err}", file=sys.stderr)
+    from .execution import WorkerError
+
+    text = str(err) if isinstance(err, WorkerError) else " ".join(str(err).split())  # one line, but tracebacks
+    print(f"inna {command}: error: {text}", file=sys.stderr)
     return 2
 
 

@@ -130,6 +130,11 @@ def _labels(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(array, dtype=np.int64).copy())
 
 
+def _why(err: BaseException) -> str:
+    """``Type: message`` on one line (some errors, tarfile's, span several)."""
+    return f"{type(err).__name__}: " + " ".join(str(err).split())
+
+
 def _check_labels(labels: np.ndarray, n: int, classes: int, where: str, what: str) -> None:
     """Labels must be a 1-D integer array of ``n`` class indices in ``[0, classes)``."""
     if labels.ndim != 1:
@@ -159,7 +164,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             with gzip.open(path, "rb") as f:
                 raw = f.read()
         except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-            raise DatasetFileError(f"{path} is not a valid gzip file ({type(err).__name__}: {err})") from None
+            raise DatasetFileError(f"{path} is not a valid gzip file ({_why(err)})") from None
     else:
         raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -283,7 +288,7 @@ def _cifar_members(root: Path, folder: str, archive: str, names: list[str], hint
             if isinstance(err, DatasetNotFoundError):
                 raise
             raise DatasetFileError(f"{root / archive} is not a readable .tar.gz archive "
-                                   f"({type(err).__name__}: {err})") from None  # fmt: skip
+                                   f"({_why(err)})") from None  # fmt: skip
         return out
     raise DatasetNotFoundError(
         f"no {', '.join(names)} under {root} (nor under {root / folder}, nor {root / archive}). {hint}"
@@ -295,7 +300,7 @@ def _unpickle(where: str, raw: bytes) -> dict[bytes, object]:
         batch = pickle.load(io.BytesIO(raw), encoding="bytes")
     except Exception as err:  # UnpicklingError, EOFError ("truncated"), ValueError, ... on a damaged file
         raise DatasetFileError(f"{where} is not a readable CIFAR python batch (a pickle): "
-                               f"{type(err).__name__}: {err}") from None  # fmt: skip
+                               f"{_why(err)}") from None  # fmt: skip
     if not isinstance(batch, dict) or b"data" not in batch:
         keys = sorted(batch)[:5] if isinstance(batch, dict) else type(batch).__name__
         raise DatasetFileError(f"{where}: not a CIFAR python batch (expected a dict with b'data', got {keys})")
@@ -400,7 +405,7 @@ def load_mnist1d(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
             with np.load(cache) as z:
                 arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise DatasetFileError(f"{cache} is a damaged mnist1d cache ({type(err).__name__}: {err}); delete it "
+            raise DatasetFileError(f"{cache} is a damaged mnist1d cache ({_why(err)}); delete it "
                                    "and it is generated again") from None  # fmt: skip
     else:
         try:

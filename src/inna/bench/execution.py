@@ -154,11 +154,12 @@ def _pool(n: int, checkpoint_dir: str) -> Iterator[tuple[Any, Any, list[Any]]]:
             p.start()
         yield tasks, results, procs
     finally:
-        for p in procs:
+        started = [p for p in procs if p.pid is not None]
+        for p in started:
             if p.is_alive():
                 p.terminate()
         deadline = time.monotonic() + 5.0
-        for p in procs:
+        for p in started:
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():  # pragma: no cover - did not stop on SIGTERM
                 p.kill()
