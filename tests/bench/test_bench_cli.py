@@ -153,3 +153,21 @@ def test_sweep_writes_where_its_help_says(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", "--dataset", "digits", "--no-progress"]) == 2
     assert seen["out"] == Path("runs/sweep-digits-mlp")
+
+
+def test_reading_results_imports_neither_torch_nor_the_training_code() -> None:
+    """report.py and sweep.py imported the training module just to read results."""
+    import os
+    import subprocess
+    import sys
+
+    import inna
+
+    code = ("import sys, inna.bench.report, inna.bench.sweep, inna.bench.records, inna.bench\n"
+            "inna.bench.read_records\n"
+            "bad = [m for m in ('torch', 'inna.bench.training', 'inna.bench.protocol') if m in sys.modules]\n"
+            "assert not bad, bad")  # fmt: skip
+    src = str(Path(inna.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

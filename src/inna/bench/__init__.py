@@ -23,16 +23,42 @@ Modules, one concept each (imports run downwards in this list, never upwards):
 Needs the ``bench`` extra: ``pip install 'inna[bench]'``.
 """
 
-from .config import RunConfig
-from .data import Dataset, DatasetNotFoundError, load_dataset
-from .errors import BenchError, DatasetFileError, OutputDirError, ResultsBusyError, ResultsFileError
-from .execution import execute_runs
-from .models import NiN, build_model, count_parameters
-from .optimizers import OPTIMIZERS, OptimizerSpec, build_optimizer, parse_optimizer
-from .protocol import SUITES, Suite, Task, run_suite, select_lr
-from .records import RecordType, ResultsStore, RunStatus, read_records, repair_results
-from .report import write_report
-from .training import train_run
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name → the submodule that defines it. Imported on first use, so that reading results
+#: (``inna.bench.records``, ``inna.bench.report``) never imports torch or the training code.
+_EXPORTS = {
+    "RunConfig": "config",
+    "Dataset": "data", "DatasetNotFoundError": "data", "load_dataset": "data",
+    "BenchError": "errors", "DatasetFileError": "errors", "OutputDirError": "errors", "ResultsBusyError": "errors",
+    "ResultsFileError": "errors",
+    "execute_runs": "execution",
+    "NiN": "models", "build_model": "models", "count_parameters": "models",
+    "OPTIMIZERS": "optimizers", "OptimizerSpec": "optimizers", "build_optimizer": "optimizers",
+    "parse_optimizer": "optimizers",
+    "SUITES": "protocol", "Suite": "protocol", "Task": "protocol", "run_suite": "protocol", "select_lr": "protocol",
+    "RecordType": "records", "ResultsStore": "records", "RunStatus": "records", "read_records": "records",
+    "repair_results": "records",
+    "write_report": "report",
+    "train_run": "training",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inna.bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "OPTIMIZERS",
