@@ -217,3 +217,10 @@ def fsdp2_resume(rank: int, world: int, port: int, steps: int, ckpt_dir: str) ->
     finally:
         dist.destroy_process_group()
     finish()
+
+
+def hang(rank: int, seconds: float) -> None:
+    """A rank that hangs (for the test of the spawn deadline)."""
+    import time
+
+    time.sleep(seconds)

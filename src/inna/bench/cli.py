@@ -71,7 +71,33 @@ def _default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def bench_out_default(suite: str, datasets: list[str] | None) -> Path:
+    """Where ``inna bench`` writes without ``--out``."""
+    return Path(f"runs/{suite}" + (f"-{'-'.join(datasets)}" if datasets else ""))
+
+
+def sweep_model_default(dataset: str) -> str:
+    """The network of ``inna sweep`` without ``--model``."""
+    return "cnn1d" if dataset == "mnist1d" else "mlp"
+
+
+def sweep_out_default(dataset: str, model: str) -> Path:
+    """Where ``inna sweep`` writes without ``--out`` (the task is named ``<dataset>-<model>``)."""
+    return Path(f"runs/sweep-{dataset}-{model}")
+
+
+_BENCH_OUT_HELP = (
+    f"default: {bench_out_default('<suite>', None)}[-<datasets>], e.g. {bench_out_default('quick', None)} or "
+    f"{bench_out_default('paper', ['cifar100'])}"
+)
+_SWEEP_OUT_HELP = (
+    f"default: {sweep_out_default('<dataset>', '<model>')}, e.g. "
+    f"{sweep_out_default('mnist1d', sweep_model_default('mnist1d'))} or "
+    f"{sweep_out_default('digits', sweep_model_default('digits'))}"
+)
+
+
+def _add_common(p: argparse.ArgumentParser, out_help: str) -> None:
     g = p.add_argument_group("data, budget and execution")
     g.add_argument(
         "--data-dir",
@@ -82,8 +108,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--out",
         metavar="DIR",
-        help="output directory (default: runs/<suite>[-<dataset>]); rerunning "
-        "with the same DIR resumes: finished runs are not redone, interrupted ones continue",
+        help=f"output directory ({out_help}); rerunning with the same DIR resumes: finished runs are not "
+        "redone, interrupted ones continue; one writer at a time per DIR",
     )
     g.add_argument(
         "--model", choices=["nin", "vgg11", "resnet18", "cnn", "cnn1d", "mlp"], help="replace every task's network"
@@ -116,6 +142,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--no-figures", action="store_true", help="write the report without PNG figures")
+    g.add_argument("--repair", action="store_true", help=_REPAIR_HELP)
+
+
+_REPAIR_HELP = (
+    "first repair OUT/results.jsonl: keep every valid record, move every bad line to results.jsonl.rejected "
+    "(the runs that lose a record are run again, with the same numbers)"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -155,7 +188,7 @@ def register(subparsers: Any) -> None:
         metavar="OPT=GAMMA0",
         help="skip gamma0 selection for OPT and use GAMMA0 (repeatable)",
     )
-    _add_common(p)
+    _add_common(p, _BENCH_OUT_HELP)
     p.set_defaults(func=_bench)
 
     r = subparsers.add_parser(
@@ -174,6 +207,7 @@ def register(subparsers: Any) -> None:
     )
     r.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
     r.add_argument("--title", help="title of the report")
+    r.add_argument("--repair", action="store_true", help=_REPAIR_HELP.replace("OUT/", "RUNDIR/"))
     r.set_defaults(func=_report)
 
     s = subparsers.add_parser(
@@ -216,7 +250,7 @@ def register(subparsers: Any) -> None:
         "(default: INNA's grid 0.03..3; small beta needs gamma0 below about 2*beta)",
     )
     s.add_argument("--seeds", type=_positive_int, default=1, help="seeds per configuration (default: 1)")
-    _add_common(s)
+    _add_common(s, _SWEEP_OUT_HELP)
     s.set_defaults(func=_sweep)
 
 
@@ -228,13 +262,35 @@ def _command() -> str:
     )
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError
-    from .protocol import SUITES, run_suite, suite_with_overrides
-    from .report import write_report
-    from .runner import resolve_device
+def _interrupted(command: str, out: Path | None) -> int:
+    where = f" (--out {out})" if out is not None else ""
+    print(f"inna {command}: interrupted; rerun the same command to resume{where}: finished runs and epochs are kept",
+          file=sys.stderr)  # fmt: skip
+    return 130
 
+
+def _failed(command: str, err: BaseException) -> int:
+    from .execution import WorkerError
+
+    text = str(err) if isinstance(err, WorkerError) else " ".join(str(err).split())  # one line, but tracebacks
+    print(f"inna {command}: error: {text}", file=sys.stderr)
+    return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .errors import BenchError
+    from .execution import WorkerError
+
+    return (BenchError, ValueError, OSError, WorkerError)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    out: Path | None = None
     try:
+        from .protocol import SUITES, run_suite, suite_with_overrides
+        from .report import write_report
+        from .training import resolve_device
+
         device = resolve_device(args.device)
         datasets = args.dataset
         if args.suite == "paper" and not datasets:
@@ -244,15 +300,16 @@ def _bench(args: argparse.Namespace) -> int:
             tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
             test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
         )  # fmt: skip
-        out = Path(args.out or f"runs/{args.suite}" + (f"-{'-'.join(datasets)}" if datasets else ""))
+        out = Path(args.out) if args.out else bench_out_default(args.suite, datasets)
         t0 = time.perf_counter()
         run_suite(suite, out, data_dir=args.data_dir, device=device, workers=args.workers,
-                  fixed_lrs=dict(args.lr), progress=not args.no_progress)  # fmt: skip
+                  fixed_lrs=dict(args.lr), progress=not args.no_progress, repair=args.repair)  # fmt: skip
         elapsed = time.perf_counter() - t0
         report, summary = write_report(out, figures=not args.no_figures, command=_command())
-    except (DatasetNotFoundError, ValueError) as err:
-        print(f"inna bench: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _interrupted("bench", out)
+    except _user_errors() as err:
+        return _failed("bench", err)
     print(summary)
     print(f"[inna bench] suite {suite.name} finished in {elapsed:.0f} s; results {out / 'results.jsonl'}, "
           f"report {report}" + ("" if args.no_figures else f", figures {out / 'figures'}/"))  # fmt: skip
@@ -260,45 +317,56 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
-
     try:
-        report, summary = write_report(args.rundir, target_loss=args.target_loss, figures=not args.no_figures,
+        from .records import repair_results
+        from .report import write_report
+        from .rundir import open_run_dir
+
+        rundir = Path(args.rundir)
+        if args.repair:
+            if not (rundir / "results.jsonl").is_file():
+                raise ValueError(f"{rundir / 'results.jsonl'} does not exist: nothing to repair")
+            with open_run_dir(rundir):
+                print(f"[inna report] repair: {repair_results(rundir / 'results.jsonl').summary()}")
+        report, summary = write_report(rundir, target_loss=args.target_loss, figures=not args.no_figures,
                                        title=args.title)  # fmt: skip
-    except FileNotFoundError as err:
-        print(f"inna report: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _interrupted("report", None)
+    except _user_errors() as err:
+        return _failed("report", err)
     print(summary)
     print(f"[inna report] wrote {report}")
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .data import DATASETS, DatasetNotFoundError
-    from .protocol import Task
-    from .report import write_report
-    from .runner import resolve_device
-    from .sweep import run_sweep, write_sweep_report
-
+    out: Path | None = None
     try:
+        from .data import DATASETS
+        from .protocol import Task
+        from .report import write_report
+        from .sweep import run_sweep, write_sweep_report
+        from .training import resolve_device
+
         if args.dataset not in DATASETS:
             raise ValueError(f"Unknown dataset {args.dataset!r}; allowed values: {', '.join(DATASETS)}")
         device = resolve_device(args.device)
-        model = args.model or ("cnn1d" if args.dataset == "mnist1d" else "mlp")
+        model = args.model or sweep_model_default(args.dataset)
         epochs = args.epochs or 5
         task = Task(f"{args.dataset}-{model}", args.dataset, model, epochs=epochs,
                     tune_epochs=args.tune_epochs or epochs, width=args.width or 1.0,
                     batch_size=args.batch_size or 32, train_subset=args.train_subset,
                     test_subset=args.test_subset)  # fmt: skip
-        out = Path(args.out or f"runs/sweep-{task.name}")
+        out = Path(args.out) if args.out else sweep_out_default(args.dataset, model)
         run_sweep(task, out, alphas=args.alphas, betas=args.betas, powers=args.powers, baselines=args.baselines,
                   grid=args.grid, seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
-                  workers=args.workers, progress=not args.no_progress)  # fmt: skip
+                  workers=args.workers, progress=not args.no_progress, repair=args.repair)  # fmt: skip
         path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command())
         write_report(out, figures=not args.no_figures, command=_command())
-    except (DatasetNotFoundError, ValueError) as err:
-        print(f"inna sweep: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _interrupted("sweep", out)
+    except _user_errors() as err:
+        return _failed("sweep", err)
     print(path.read_text(encoding="utf-8"))
     print(f"[inna sweep] wrote {path} and {out / 'sweep.png'}")
     return 0

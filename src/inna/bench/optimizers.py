@@ -11,6 +11,7 @@ Adagrad, Adam and AdamW keep γ₀ constant (their step is adaptive; the paper a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -173,7 +174,20 @@ def parse_optimizer(text: str) -> OptimizerSpec:
             label = f"{spec.name}({','.join(extra)})"
         else:
             label = spec.name
-    return OptimizerSpec(label, spec.family, options, power, grid)
+    parsed = OptimizerSpec(label, spec.family, options, power, grid)
+    _validate(parsed, text)
+    return parsed
+
+
+def _validate(spec: OptimizerSpec, text: str) -> None:
+    """Build the optimizer once on a dummy parameter, so a bad value (``inna:beta=0``, ``adam:eps=-1``) is an
+    error naming the spec now, before any data is loaded or anything is written."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # INNA's stability warning for grid values beyond the rule
+        try:
+            build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))], min(spec.grid, default=0.1))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"Invalid optimizer {text!r}: {err}") from None
 
 
 def build_optimizer(

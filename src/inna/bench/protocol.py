@@ -16,9 +16,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .config import RunConfig
 from .data import DATASETS, dataset_available, load_dataset
+from .execution import execute_runs
 from .optimizers import OptimizerSpec, parse_optimizer
-from .runner import Record, ResultsStore, RunConfig, execute_runs, group_runs
+from .records import (
+    Record,
+    RecordType,
+    ResultsStore,
+    RunRecords,
+    final_epoch,
+    group_runs,
+    latest_selections,
+    latest_suite,
+    repair_results,
+)
+from .rundir import open_run_dir
+from .training import clear_data_cache, preload_dataset
 
 __all__ = ["SUITES", "Suite", "Task", "run_suite", "select_lr", "suite_with_overrides"]
 
@@ -182,10 +196,9 @@ def select_lr(losses: dict[float, float | None]) -> float | None:
     return min(sorted(finite), key=lambda lr: finite[lr])
 
 
-def _final_train_loss(epochs: dict[int, Record], end: Record | None) -> float | None:
-    if end is None or end.get("status") != "completed" or not epochs:
-        return None
-    return epochs[max(epochs)].get("train_loss")
+def _final_train_loss(run: RunRecords | None) -> float | None:
+    last = None if run is None else final_epoch(run)
+    return None if last is None else last.get("train_loss")
 
 
 def run_suite(
@@ -198,15 +211,17 @@ def run_suite(
     fixed_lrs: dict[str, float] | None = None,
     progress: bool = True,
     log: Any = print,
+    repair: bool = False,
 ) -> list[Record]:
     """Run ``suite`` into ``out_dir`` (``results.jsonl`` + ``checkpoints/``), resuming what is already there.
 
-    ``fixed_lrs`` maps an optimizer's command-line name to a γ₀ that skips its selection.
-    Returns the ``selection`` records (one per task × optimizer).
+    ``fixed_lrs`` maps an optimizer's command-line name to a γ₀ that skips its selection. The optimizer specs,
+    the data sets (every file read and checked), the output directory (created, writable, and locked for the
+    whole run: one writer per directory) and the results file already there are checked in that order, before
+    any record is written or any run starts. ``repair=True`` first moves the results file's bad lines aside
+    (:func:`~inna.bench.records.repair_results`). Returns the ``selection`` records (one per task × optimizer).
     """
-    out = Path(out_dir)
-    store = ResultsStore(out / "results.jsonl")
-    ckpt = out / "checkpoints"
+    # checked before any data is loaded or anything is written
     fixed_lrs = dict(fixed_lrs or {})
     specs = {o: parse_optimizer(o) for o in suite.optimizers}
     for name in fixed_lrs:
@@ -216,19 +231,37 @@ def run_suite(
     if len(set(names)) != len(names):
         raise ValueError(f"two optimizers have the same label: {names}; give one a :label=...")
 
-    tasks: list[Task] = []
-    for t in suite.tasks:
-        if dataset_available(t.dataset, data_dir):
-            tasks.append(t)
-        elif t.dataset in suite.optional_datasets:
-            log(f"[inna bench] skipping {t.name}: {t.dataset} is not installed here")
-        else:
-            load_dataset(t.dataset, data_dir)  # raises now, with the message saying where to put which files
-            tasks.append(t)
-    meta = {"type": "suite", "name": suite.name, "description": suite.description, "seeds": suite.seeds,
+    with open_run_dir(out_dir) as out:  # exits at once if another process holds the directory
+        results = out / "results.jsonl"
+        if repair:
+            log(f"[inna bench] repair: {repair_results(results).summary()}")
+        store = ResultsStore(results)
+        store.records()  # a bad line is an error now, naming it (and offering --repair)
+        tasks: list[Task] = []
+        for t in suite.tasks:
+            if dataset_available(t.dataset, data_dir):
+                tasks.append(t)
+            elif t.dataset in suite.optional_datasets:
+                log(f"[inna bench] skipping {t.name}: {t.dataset} is not installed here")
+            else:
+                load_dataset(t.dataset, data_dir)  # raises now, with the message saying where to put which files
+                tasks.append(t)
+        for t in tasks:  # a damaged data file is an error now, not in the middle of the suite
+            preload_dataset(t.dataset, data_dir, t.train_subset, t.test_subset)
+        if workers > 1:
+            clear_data_cache()  # the workers load their own copy
+        return _run_suite(suite, store, out / "checkpoints", tasks, specs, fixed_lrs, data_dir, device, workers,
+                          progress, log)  # fmt: skip
+
+
+def _run_suite(
+    suite: Suite, store: ResultsStore, ckpt: Path, tasks: list[Task], specs: dict[str, OptimizerSpec],
+    fixed_lrs: dict[str, float], data_dir: str | None, device: str, workers: int, progress: bool, log: Any,
+) -> list[Record]:  # fmt: skip
+    meta = {"type": RecordType.SUITE, "name": suite.name, "description": suite.description, "seeds": suite.seeds,
             "tasks": [dict(t.__dict__) for t in tasks], "optimizers": list(suite.optimizers)}  # fmt: skip
-    last = [r for r in store.records() if r.get("type") == "suite"]
-    if not last or last[-1] != json.loads(json.dumps(meta)):  # the report reads the latest definition
+    last = latest_suite(store.records())
+    if last is None or last != json.loads(json.dumps(meta)):  # the report reads the latest
         store.append(meta)
     seeds = list(range(suite.seeds))
 
@@ -245,20 +278,21 @@ def run_suite(
             grid = _central(spec.grid, suite.grid_points)
             tune[t.name, key] = {lr: config(t, spec, lr, seeds[0], t.tune_epochs) for lr in grid}
     all_tune = [c for d in tune.values() for c in d.values()]
-    execute_runs(all_tune, store, ckpt, workers, progress, desc="select γ₀")
-    by_id = {rid: (ep, end) for rid, _, ep, end in group_runs(store.records())}
+    execute_runs(all_tune, store, ckpt, workers, progress, desc="select γ₀", log=log)
+    records = store.records()
+    by_id = {run.run_id: run for run in group_runs(records)}
     selections: list[Record] = []
-    existing = {(r["task"], r["optimizer"]): r for r in store.records() if r.get("type") == "selection"}
+    existing = latest_selections(records)
     for t in tasks:
         for key, spec in specs.items():
             if key in fixed_lrs:
                 chosen, losses = fixed_lrs[key], {}
             else:
                 grid = tune[t.name, key]
-                losses = {lr: _final_train_loss(*by_id.get(c.run_id, ({}, None))) for lr, c in grid.items()}
+                losses = {lr: _final_train_loss(by_id.get(c.run_id)) for lr, c in grid.items()}
                 chosen = select_lr(losses)
             finals = [] if chosen is None else [config(t, spec, chosen, s, t.epochs) for s in seeds]
-            rec = {"type": "selection", "task": t.name, "optimizer": spec.name, "spec": key, "lr": chosen,
+            rec = {"type": RecordType.SELECTION, "task": t.name, "optimizer": spec.name, "spec": key, "lr": chosen,
                    "criterion": "training loss" if key not in fixed_lrs else "fixed",
                    "tune_epochs": t.tune_epochs, "losses": {f"{lr:g}": v for lr, v in losses.items()},
                    "tune_run_ids": [c.run_id for c in tune.get((t.name, key), {}).values()],
@@ -278,5 +312,5 @@ def run_suite(
         if s["task"] == t.name and s["lr"] is not None
         for seed in seeds
     ]
-    execute_runs(finals, store, ckpt, workers, progress, desc="full runs")
+    execute_runs(finals, store, ckpt, workers, progress, desc="full runs", log=log)
     return selections

@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runner import Record, group_runs, read_records
+from .records import Record, RunRecords, final_epoch, group_runs, latest_selections, latest_suite, require_records
 
 __all__ = ["OptimizerResult", "TaskResult", "collect", "write_report"]
 
@@ -26,17 +26,25 @@ class OptimizerResult:
     optimizer: str
     lr: float | None
     grid: dict[str, float | None]
-    runs: list[dict[int, Record]] = field(default_factory=list)  # per seed: epoch → record
-    statuses: list[str] = field(default_factory=list)
+    records: list[RunRecords] = field(default_factory=list)  # per seed, the runs that have records
+
+    @property
+    def runs(self) -> list[dict[int, Record]]:
+        """Per seed: epoch → epoch record."""
+        return [r.epochs for r in self.records]
+
+    @property
+    def statuses(self) -> list[str]:
+        """Per seed: ``completed``, ``diverged`` or ``running``."""
+        return [r.status for r in self.records]
 
     def final(self, key: str) -> list[float]:
         """The last epoch's ``key`` of each completed run."""
         out = []
-        for run, status in zip(self.runs, self.statuses):
-            if status == "completed" and run:
-                v = run[max(run)].get(key)
-                if v is not None:
-                    out.append(float(v))
+        for run in self.records:
+            last = final_epoch(run)
+            if last is not None and last.get(key) is not None:
+                out.append(float(last[key]))
         return out
 
     @property
@@ -67,25 +75,20 @@ class TaskResult:
 
 def collect(records: list[Record]) -> list[TaskResult]:
     """Group a results file's records into tasks and optimizers (the latest selection record wins)."""
-    runs = {rid: (start, epochs, end) for rid, start, epochs, end in group_runs(records)}
-    selections: dict[tuple[str, str], Record] = {}
-    for r in records:
-        if r.get("type") == "selection":
-            selections[r["task"], r["optimizer"]] = r
-    suite = next((r for r in reversed(records) if r.get("type") == "suite"), None)
-    targets = {t["name"]: t.get("target_loss") for t in (suite or {}).get("tasks", [])}
+    runs = {run.run_id: run for run in group_runs(records)}
+    suite = latest_suite(records)
+    targets = {t.get("name"): t.get("target_loss") for t in (suite or {}).get("tasks", []) if isinstance(t, dict)}
     tasks: dict[str, TaskResult] = {}
-    for (task, opt), sel in selections.items():
-        tr = tasks.setdefault(task, TaskResult(task, sel.get("tune_epochs"), None, [], targets.get(task)))
-        res = OptimizerResult(opt, sel.get("lr"), dict(sel.get("losses", {})))
-        for rid in sel.get("run_ids", []):
-            start, epochs, end = runs.get(rid, (None, {}, None))
-            if not epochs:
+    for (task, opt), sel in latest_selections(records).items():
+        tr = tasks.setdefault(task, TaskResult(task, sel["tune_epochs"], None, [], targets.get(task)))
+        res = OptimizerResult(opt, sel["lr"], dict(sel["losses"]))
+        for rid in sel["run_ids"]:
+            run = runs.get(rid)
+            if run is None or not run.epochs:
                 continue
-            res.runs.append(epochs)
-            res.statuses.append(end["status"] if end else "running")
-            if start is not None:
-                tr.epochs = start["config"]["epochs"]
+            res.records.append(run)
+            if run.start is not None:
+                tr.epochs = run.start["config"].get("epochs")
         tr.optimizers.append(res)
     return list(tasks.values())
 
@@ -204,12 +207,9 @@ def write_report(
     Returns the report's path and the summary tables (markdown) printed by ``inna bench``.
     """
     run_dir = Path(run_dir)
-    results = run_dir / "results.jsonl"
-    if not results.is_file():
-        raise FileNotFoundError(f"{results} does not exist: RUNDIR must be a directory written by `inna bench`")
-    records = read_records(results)
+    records = require_records(run_dir / "results.jsonl")  # missing, empty or damaged: an error naming the line
     tasks = collect(records)
-    suite = next((r for r in reversed(records) if r.get("type") == "suite"), {})
+    suite = latest_suite(records) or {}
     lines = [f"# {title or 'INNA benchmark report'}", ""]
     if suite:
         lines += [f"Suite `{suite.get('name')}`: {suite.get('description', '')}", ""]
