@@ -86,6 +86,8 @@ class InnaFamilyOptimizer(Optimizer):
     REQUIRED_STATE_KEYS: ClassVar[frozenset[str]] = frozenset({"phase"})
     #: State keys holding a 1-element tensor (a step counter) rather than a tensor shaped like the parameter.
     SCALAR_STATE_KEYS: ClassVar[frozenset[str]] = frozenset()
+    #: Group options of another optimizer that this one refuses (INNA-family siblings' options are refused too).
+    FOREIGN_GROUP_KEYS: ClassVar[frozenset[str]] = frozenset()
 
     _family: ClassVar[list[type[InnaFamilyOptimizer]]] = []
 
@@ -263,7 +265,7 @@ class InnaFamilyOptimizer(Optimizer):
                 )
             # an INNA-family sibling's options (INNAprop's sigma in an INNA state dict, say) mean another
             # optimizer, even in a state dict saved before any step, which has no per-parameter state to tell
-            foreign = sorted((set(saved) & family) - ours - _BOOKKEEPING_GROUP_KEYS)
+            foreign = sorted((set(saved) & (family | self.FOREIGN_GROUP_KEYS)) - ours - _BOOKKEEPING_GROUP_KEYS)
             if foreign:
                 raise ValueError(
                     f"{where_}: parameter group {g} has {foreign}, which {name_} does not have: "
