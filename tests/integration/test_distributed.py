@@ -70,3 +70,9 @@ def test_example_runs_under_torchrun_and_resumes(tmp_path):
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "FSDP2 on 2 ranks: 30 steps" in second.stdout
+
+
+def test_innaprop_ddp_zero_fsdp2_and_dcp_resume(tmp_path):
+    """INNAprop, in one spawn: DDP and ZeRO parity, FSDP2 parity for all three paths with the state sharded like
+    the params, and a DCP checkpoint that a fresh model and optimizer continue exactly."""
+    mp.spawn(dist_workers.innaprop_all, args=(2, free_port(), STEPS, str(tmp_path / "ckpt")), nprocs=2)
