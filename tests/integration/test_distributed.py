@@ -96,3 +96,9 @@ def test_hanging_ranks_are_killed_at_the_deadline():
     with pytest.raises(pytest.fail.Exception, match="did not finish within 3 s"):
         spawn(dist_workers.hang, (120,), timeout=3)
     assert time.monotonic() - t0 < 60
+
+
+def test_innaprop_ddp_zero_fsdp2_and_dcp_resume(tmp_path):
+    """INNAprop, in one spawn: DDP and ZeRO parity, FSDP2 parity for all three paths with the state sharded like
+    the params, and a DCP checkpoint that a fresh model and optimizer continue exactly."""
+    spawn(dist_workers.innaprop_all, (2, free_port(), STEPS, str(tmp_path / "ckpt")))

@@ -1,4 +1,4 @@
-"""Autocast and torch.amp.GradScaler: INNA takes the scaler's default (unscale, check, skip) route."""
+"""Autocast and torch.amp.GradScaler: INNA and INNAprop take the scaler's default (unscale, check, skip) route."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from inna import INNA
+from inna import INNA, INNAprop
 
 IMPLS = [dict(), dict(foreach=False), pytest.param(dict(fused=True), marks=pytest.mark.slow)]
 
@@ -19,11 +19,17 @@ def model_pair():
     return a, b
 
 
+#: Each optimizer with the options under test.
+OPTIMIZERS = {"INNA": (INNA, dict(lr=0.05, initial_speed=1.0)), "INNAprop": (INNAprop, dict(lr=0.01))}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("impl", IMPLS)
-def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl):
+def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl, optimizer):
     model, ref = model_pair()
-    opt = INNA(model.parameters(), lr=0.05, initial_speed=1.0, **impl)
-    ref_opt = INNA(ref.parameters(), lr=0.05, initial_speed=1.0, foreach=False)
+    cls, kwargs = OPTIMIZERS[optimizer]
+    opt = cls(model.parameters(), **kwargs, **impl)
+    ref_opt = cls(ref.parameters(), **kwargs, foreach=False)
     assert not getattr(opt, "_step_supports_amp_scaling", False)  # no fast route: the scaler unscales for us
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
@@ -41,7 +47,7 @@ def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl):
             scaler.step(opt)
             scaler.update()
             assert all(torch.equal(p, q) for p, q in zip(model.parameters(), params))
-            assert all(torch.equal(opt.state[p]["phase"], s["phase"]) for p, s in state.items())
+            assert all(torch.equal(opt.state[p][k_], v) for p, s in state.items() for k_, v in s.items())
             assert scaler.get_scale() == scale / 2
             continue
         scaler.step(opt)
