@@ -20,7 +20,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from inna.torch import INNA, PowerDecayLR
+from inna.torch import INNA, INNAprop, PowerDecayLR
 
 __all__ = [
     "DEFAULT_GRIDS",
@@ -49,6 +49,8 @@ DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
     "adagrad": (0.003, 0.01, 0.03, 0.1, 0.3),
     "adam": (0.0003, 0.001, 0.003, 0.01, 0.03),
     "adamw": (0.0003, 0.001, 0.003, 0.01, 0.03),
+    # INNAprop takes the lr one would give AdamW (its authors' advice), so it is tuned on AdamW's grid
+    "innaprop": (0.0003, 0.001, 0.003, 0.01, 0.03),
 }
 
 
@@ -58,7 +60,7 @@ class OptimizerSpec:
 
     Attributes:
         name: the label used in tables and figures (``"INNA(0.5,0.1)"``).
-        family: ``inna``, ``sgd``, ``sgd-momentum``, ``adagrad``, ``adam`` or ``adamw``.
+        family: ``inna``, ``innaprop``, ``sgd``, ``sgd-momentum``, ``adagrad``, ``adam`` or ``adamw``.
         options: keyword arguments of the torch optimizer (α, β, initial_speed, momentum, eps, ...).
         power: the decay exponent q of γ_k = γ₀/(k+1)^q per iteration (0: constant).
         grid: the γ₀ values tried by the selection.
@@ -78,24 +80,41 @@ class OptimizerSpec:
         return replace(self, **kw)
 
 
-def _inna(alpha: float, beta: float, initial_speed: float | None = 1.0) -> OptimizerSpec:
+def _inna(alpha: float, beta: float, initial_speed: float | None = 1.0, power: float = 0.5) -> OptimizerSpec:
     suffix = "" if initial_speed == 1.0 else ",ψ₀ lib" if initial_speed is None else f",s={initial_speed:g}"
+    suffix += "" if power == 0.5 else f",q={power:g}"
     return OptimizerSpec(
         f"INNA({alpha:g},{beta:g}{suffix})",
         "inna",
         {"alpha": alpha, "beta": beta, "initial_speed": initial_speed},
-        0.5,
+        power,
         DEFAULT_GRIDS["inna"],
     )
 
 
+def _innaprop(alpha: float, beta: float) -> OptimizerSpec:
+    return OptimizerSpec(
+        f"INNAprop({alpha:g},{beta:g})",
+        "innaprop",
+        {"alpha": alpha, "beta": beta, "weight_decay": 0.01},
+        0.0,
+        DEFAULT_GRIDS["innaprop"],
+    )
+
+
 #: The registry: the paper's three INNA settings (with the paper's initial velocity s = 1, i.e. a first SGD step),
-#: the library-default ψ₀ variant, the paper's baselines and two modern references.
+#: the library-default ψ₀ variant, the setting docs/results/guidance.md recommends for short budgets
+#: (α = 0.5, β = 0.5, q = 1/4), INNAprop with its authors' three (α, β) presets, the paper's baselines and two modern
+#: references.
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "inna": _inna(0.5, 0.1),
     "inna-0.1-0.1": _inna(0.1, 0.1),
     "inna-0.5-0.5": _inna(0.5, 0.5),
     "inna-libinit": _inna(0.5, 0.1, None),
+    "inna-guidance": _inna(0.5, 0.5, power=0.25),
+    "innaprop": _innaprop(0.1, 0.9),
+    "innaprop-1-1": _innaprop(1.0, 1.0),
+    "innaprop-2-2": _innaprop(2.0, 2.0),
     "sgd": OptimizerSpec("SGD", "sgd", {}, 0.5, DEFAULT_GRIDS["sgd"]),
     "adagrad": OptimizerSpec("Adagrad", "adagrad", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adagrad"]),
     "adam": OptimizerSpec("Adam", "adam", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adam"]),
@@ -105,6 +124,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 
 _FAMILY_OPTIONS = {
     "inna": {"alpha", "beta", "initial_speed", "weight_decay"},
+    "innaprop": {"alpha", "beta", "sigma", "eps", "weight_decay"},
     "sgd": {"weight_decay", "nesterov"},
     "sgd-momentum": {"momentum", "weight_decay", "nesterov"},
     "adagrad": {"eps", "weight_decay", "lr_decay"},
@@ -202,6 +222,8 @@ def build_optimizer(
     opt: Optimizer
     if spec.family == "inna":
         opt = INNA(params, lr=lr, **o)
+    elif spec.family == "innaprop":
+        opt = INNAprop(params, lr=lr, **o)
     elif spec.family in ("sgd", "sgd-momentum"):
         opt = torch.optim.SGD(params, lr=lr, **o)
     elif spec.family == "adagrad":
