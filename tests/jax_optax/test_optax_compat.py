@@ -351,3 +351,11 @@ def test_power_decay_is_gamma0_over_k_plus_1_to_the_q():
     got = jax.jit(jax.vmap(schedule))(jnp.arange(6))
     np.testing.assert_allclose(got, [0.3 / (1 + 0.5 * k) ** 0.25 for k in range(6)], rtol=1e-6)
     np.testing.assert_allclose(inna.optax.power_decay(0.1)(3), 0.05, rtol=1e-6)
+
+
+def test_importing_inna_optax_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, inna.optax; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120, check=False).returncode == 0
