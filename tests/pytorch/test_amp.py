@@ -19,15 +19,19 @@ def model_pair():
     return a, b
 
 
-#: Each optimizer with the options under test.
-OPTIMIZERS = {"INNA": (INNA, dict(lr=0.05, initial_speed=1.0)), "INNAprop": (INNAprop, dict(lr=0.01))}
+#: Each optimizer with the options under test and the float32 tolerance against its eager reference (INNAprop's
+#: compiled path computes the bias correction in float32, the eager ones in double).
+OPTIMIZERS = {
+    "INNA": (INNA, dict(lr=0.05, initial_speed=1.0), dict(rtol=1e-6, atol=1e-7)),
+    "INNAprop": (INNAprop, dict(lr=0.01), dict(rtol=1e-5, atol=1e-6)),
+}
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("impl", IMPLS)
 def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl, optimizer):
     model, ref = model_pair()
-    cls, kwargs = OPTIMIZERS[optimizer]
+    cls, kwargs, tol = OPTIMIZERS[optimizer]
     opt = cls(model.parameters(), **kwargs, **impl)
     ref_opt = cls(ref.parameters(), **kwargs, foreach=False)
     assert not getattr(opt, "_step_supports_amp_scaling", False)  # no fast route: the scaler unscales for us
@@ -58,7 +62,7 @@ def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl, optimizer):
             q.grad = p.grad.clone()  # already unscaled in place by the scaler
         ref_opt.step()
         for p, q in zip(model.parameters(), ref.parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)  # fused kernels may contract to FMA
+            torch.testing.assert_close(p, q, **tol)
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
