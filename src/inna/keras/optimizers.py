@@ -232,7 +232,7 @@ class INNA(_InertialNewton):
             # phi_0 = (s - beta) g_0, with g_0 the objective's gradient (the decoupled decay is not part of it)
             g0 = g if self.decoupled_weight_decay else g_hat
             first = ops.equal(self._step_count(), 0)
-            phi = ops.where(first, ops.multiply(g0, self._initial_scale), phase)
+            phi = ops.where(first, ops.multiply(g0, self._initial_scale), ops.convert_to_tensor(phase))
         c = inna_coefficients(lr, self.alpha, self.beta)
         # theta <- theta - lr * phi - lr * beta * g ;  phi <- (1 - lr * alpha) * phi + lr * (1 - alpha * beta) * g
         self.assign_sub(variable, ops.add(ops.multiply(phi, c.theta_phase), ops.multiply(g_hat, c.theta_grad)))

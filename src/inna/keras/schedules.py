@@ -41,10 +41,9 @@ class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.name = name
 
     def __call__(self, step: Any) -> Any:
-        with ops.name_scope(self.name):
-            initial = ops.convert_to_tensor(self.initial_learning_rate)
-            k = ops.cast(step, initial.dtype)
-            return ops.multiply(initial, ops.power(ops.add(ops.multiply(k, self.scale), 1.0), -self.power))
+        initial = ops.convert_to_tensor(self.initial_learning_rate)
+        k = ops.cast(step, initial.dtype)
+        return ops.multiply(initial, ops.power(ops.add(ops.multiply(k, self.scale), 1.0), -self.power))
 
     def get_config(self) -> dict[str, Any]:
         return {
