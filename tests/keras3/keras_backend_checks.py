@@ -372,8 +372,8 @@ def mlp(seed=0, width=64):
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 FIT = {
-    # gamma_0 / sqrt(1 + epoch), smoothly (23 steps per epoch)
-    "INNA": lambda: INNA(learning_rate=PowerDecay(0.5, scale=1 / 23), alpha=0.5, beta=1.0),
+    # gamma_0 / sqrt(1 + epoch), smoothly (22 steps per epoch)
+    "INNA": lambda: INNA(learning_rate=PowerDecay(0.5, scale=1 / 22), alpha=0.5, beta=1.0),
     "INNAprop": lambda: INNAprop(learning_rate=0.01, weight_decay=0.01),
 }
 
@@ -526,4 +526,4 @@ def test_readme_example(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(match.group(1), "README.md (Keras example)", "exec"), namespace)
-    assert namespace["accuracy"] >= 0.9
+    assert namespace["accuracy"] >= 0.93, namespace["accuracy"]
