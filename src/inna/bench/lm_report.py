@@ -146,7 +146,8 @@ def _tables(task: LMTask) -> list[str]:
 
 def plot_lm_task(task: LMTask, path: str | os.PathLike[str]) -> None:
     """Training and validation bits per character against steps, and validation against training wall time:
-    the mean over seeds (runs aligned by epoch) and the min–max band."""
+    the mean over seeds (runs aligned by epoch) and the min–max band. The y range starts at the worst loss
+    after the first epoch (the start, at the uniform guess, is above it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,10 +173,11 @@ def plot_lm_task(task: LMTask, path: str | os.PathLike[str]) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     lows = [v for o in task.optimizers for v in o.final("test_loss").values()]
-    if lows:  # the interesting range: from just below the best to the uniform-guess level and a bit
-        top = math.log2(max(2, int(task.data.get("vocab_size") or 2))) + 0.3
+    firsts = [c[1][1] for o in task.optimizers for c in o.curve("train_loss", "steps") if len(c[1]) > 1]
+    if lows and firsts:  # the interesting range: from just below the best to the worst loss after one epoch
+        top = min(max(firsts), math.log2(max(2, int(task.data.get("vocab_size") or 2)))) + 0.2
         for ax in axes:
-            ax.set_ylim(min(lows) - 0.15, top)
+            ax.set_ylim(min(lows) - 0.1, top)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{task.task}: character-level transformer", fontsize=9)
     fig.tight_layout()
