@@ -20,6 +20,8 @@ _SUITE_HELP = """suites:
              1-D CNN on MNIST-1D, eight optimizers (no AdamW), 3 seeds (about 15 minutes on 2 shared cores).
   paper      the paper's protocol: NiN, batch 32, 200 epochs, gamma0 chosen by training loss after 15 epochs,
              5 seeds, all nine optimizers, on --dataset (cifar100 by default; cifar10, mnist, fashion-mnist).
+  lm         character-level language model (a small causal transformer) on the CPython stdlib's source or
+             --text FILE: AdamW, Adam, INNAprop presets, INNA, warmup + cosine for all; 3 seeds (~15 min, 2 cores).
 
 optimizers (use with --optimizers; add :key=value to change options):
   inna (alpha=0.5, beta=0.1, the paper's default), inna-0.1-0.1, inna-0.5-0.5, inna-libinit (psi0 = (1-ab)theta0,
@@ -168,7 +170,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--suite",
-        choices=["quick", "cpu-paper", "paper"],
+        choices=["quick", "cpu-paper", "paper", "lm"],
         default="quick",
         help="which suite to run (default: quick; see below)",
     )
@@ -179,6 +181,12 @@ def register(subparsers: Any) -> None:
         help="run the suite's network and budget on these data sets instead (e.g. --suite paper --dataset cifar10)",
     )
     p.add_argument("--optimizers", nargs="+", metavar="SPEC", help="optimizers to compare (see below)")
+    p.add_argument(
+        "--text",
+        metavar="FILE",
+        help="UTF-8 text file for the suite's language-model task instead of the CPython stdlib sources "
+        "(e.g. tiny-shakespeare's input.txt; its path and SHA-256 are recorded)",
+    )
     p.add_argument("--seeds", type=_positive_int, help="number of seeds of the full runs")
     p.add_argument(
         "--lr",
@@ -300,6 +308,10 @@ def _bench(args: argparse.Namespace) -> int:
             tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
             test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
         )  # fmt: skip
+        if args.text:  # the LM task reads the user's text (--text FILE)
+            from .protocol import suite_with_text
+
+            suite = suite_with_text(suite, args.text)
         out = Path(args.out) if args.out else bench_out_default(args.suite, datasets)
         t0 = time.perf_counter()
         run_suite(suite, out, data_dir=args.data_dir, device=device, workers=args.workers,

@@ -29,8 +29,9 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "DatasetFileError",
     "DatasetNotFoundError",
     "dataset_available",
+    "is_text_dataset",
     "load_cifar10",
     "load_cifar100",
     "load_dataset",
@@ -52,6 +54,8 @@ __all__ = [
     "load_mnist",
     "load_mnist1d",
     "load_mnist5k",
+    "load_stdlib_text",
+    "load_text_dataset",
     "read_idx",
 ]
 
@@ -73,8 +77,11 @@ class Dataset:
         name: the registry name (``"fashion-mnist"``, ...).
         x_train, x_test: float32 inputs, ``(N, D)`` for vectors, ``(N, C, L)`` for 1-D signals,
             ``(N, C, H, W)`` for images, scaled to [0, 1] for images.
-        y_train, y_test: int64 class indices.
-        num_classes: number of classes.
+        y_train, y_test: int64 class indices; for a text data set (:func:`load_text_dataset`) ``x`` are int64
+            windows of token ids ``(N, block)`` and ``y`` the same windows shifted by one character.
+        num_classes: number of classes (the vocabulary size for text).
+        info: what identifies the data beyond its name (for text: the corpus source, file list, SHA-256); it
+            is written into the suite and run records. Empty for the image and signal sets.
     """
 
     name: str
@@ -83,6 +90,7 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -90,7 +98,8 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> Dataset:
-        """A copy keeping ``train`` training and ``test`` test examples, drawn without replacement, class-stratified.
+        """A copy keeping ``train`` training and ``test`` test examples, drawn without replacement, class-stratified
+        (for sequence labels, 2-D ``y``: a uniform draw of whole windows), kept in their original order.
 
         The draw depends only on ``seed`` (not on the global RNG), so every optimizer sees the same subset.
         """
@@ -99,6 +108,7 @@ class Dataset:
             *_take(self.x_train, self.y_train, train, seed, "train"),
             *_take(self.x_test, self.y_test, test, seed + 1, "test"),
             self.num_classes,
+            dict(self.info),
         )
 
 
@@ -115,7 +125,11 @@ def _take(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int, what: str)
         return x, y
     if n <= 0:
         raise ValueError(f"Invalid {what} subset size: {n} (must be a positive integer)")
-    keep = torch.from_numpy(np.sort(_stratified_order(y.numpy(), seed)[:n]))
+    if y.ndim == 1:
+        order = _stratified_order(y.numpy(), seed)
+    else:  # sequence targets (text windows): no class to stratify on, a seeded uniform draw of whole windows
+        order = np.random.default_rng(seed).permutation(len(y))
+    keep = torch.from_numpy(np.sort(order[:n]))
     return x[keep], y[keep]
 
 
@@ -449,11 +463,72 @@ def load_mnist5k(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     return _split(Dataset("mnist5k", x, y, x[:0], y[:0], 10), n_test=1000, seed=1234)
 
 
+# --------------------------------------------------------------------------------------------------- text (LM task)
+
+#: Context length (characters) of the language-model task's windows, and the held-out fraction of the text.
+TEXT_BLOCK = 64
+TEXT_VAL_FRACTION = 0.1
+
+#: ``text:PATH`` names a user's UTF-8 text file as a data set (``inna bench --text FILE``).
+TEXT_PREFIX = "text:"
+
+
+def _text_dataset(corpus: Any, name: str, files: list[str]) -> Dataset:
+    info = {"kind": "text", "corpus": corpus.name, "source": corpus.source, "files": files,
+            "sha256": corpus.sha256, "vocab_size": corpus.vocab_size, "block": TEXT_BLOCK,
+            "val_fraction": TEXT_VAL_FRACTION, "train_windows": len(corpus.x_train),
+            "val_windows": len(corpus.x_val)}  # fmt: skip
+    return Dataset(
+        name,
+        torch.from_numpy(corpus.x_train),
+        torch.from_numpy(corpus.y_train),
+        torch.from_numpy(corpus.x_val),
+        torch.from_numpy(corpus.y_val),
+        corpus.vocab_size,
+        info,
+    )
+
+
+def load_stdlib_text(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
+    """Character-level text: the pinned CPython standard-library files (:data:`~inna.bench.text.STDLIB_FILES`)
+    of the running interpreter, as windows of :data:`TEXT_BLOCK` token ids; ``y`` is ``x`` shifted by one
+    character; the last :data:`TEXT_VAL_FRACTION` of the text is the test (validation) split. ``data_dir`` is
+    not used. The records carry the text's SHA-256 and the file list."""
+    from .text import STDLIB_FILES, TextCorpusError, load_text_corpus
+
+    try:
+        corpus = load_text_corpus(None, block=TEXT_BLOCK, val_fraction=TEXT_VAL_FRACTION)
+    except TextCorpusError as err:
+        raise DatasetNotFoundError(f"stdlib-text: {err}") from None
+    return _text_dataset(corpus, "stdlib-text", list(STDLIB_FILES))
+
+
+def load_text_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Character-level text from a user's UTF-8 file (e.g. tiny-shakespeare's ``input.txt``), windowed and split
+    like :func:`load_stdlib_text`; the data set is named ``text:PATH``."""
+    from .text import TextCorpusError, load_text_corpus
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"--text {path}: no such file (expected a UTF-8 text file)")
+    try:
+        corpus = load_text_corpus(path, block=TEXT_BLOCK, val_fraction=TEXT_VAL_FRACTION)
+    except TextCorpusError as err:
+        raise DatasetFileError(str(err)) from None
+    return _text_dataset(corpus, f"{TEXT_PREFIX}{path}", [str(path)])
+
+
+def is_text_dataset(name: str) -> bool:
+    """Whether ``name`` is a character-level text data set (``stdlib-text`` or ``text:PATH``)."""
+    return name == "stdlib-text" or name.startswith(TEXT_PREFIX)
+
+
 #: name → loader(data_dir). ``data_dir`` is where user-provided files live (or the cache for mnist1d).
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist1d": load_mnist1d,
     "mnist5k": load_mnist5k,
+    "stdlib-text": load_stdlib_text,
     "fashion-mnist": load_fashion_mnist,
     "mnist": load_mnist,
     "cifar10": load_cifar10,
@@ -462,7 +537,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:
-    """Load a data set by its registry name (see :data:`DATASETS`)."""
+    """Load a data set by its registry name (see :data:`DATASETS`), or ``text:PATH`` for a user's text file."""
+    if name.startswith(TEXT_PREFIX):
+        return _checked(load_text_dataset(name[len(TEXT_PREFIX) :]), data_dir)
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")
     return _checked(DATASETS[name](data_dir), data_dir)
@@ -485,6 +562,10 @@ def _checked(ds: Dataset, data_dir: str | os.PathLike[str] | None) -> Dataset:
 
 def dataset_available(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
     """Whether :func:`load_dataset` can find the files (cheap: checks for files, reads nothing big)."""
+    if name.startswith(TEXT_PREFIX):
+        return Path(name[len(TEXT_PREFIX) :]).is_file()
+    if name == "stdlib-text":
+        return True  # always present; a missing stdlib file is an error naming it when loaded
     if name in ("digits", "mnist1d"):
         return importlib.util.find_spec("sklearn" if name == "digits" else "mnist1d") is not None
     if name == "mnist5k":

@@ -6,6 +6,11 @@ A spec is named on the command line by a registry key (``inna``, ``sgd``, ``adam
 Schedules (per iteration, as in the paper): INNA and SGD use γ_k = γ₀/(k+1)^q with q = 1/2 (``power``);
 Adagrad, Adam and AdamW keep γ₀ constant (their step is adaptive; the paper added no decay); SGD with momentum
 0.9 is decayed like SGD so it is the direct heavy-ball counterpart of INNA.
+
+Any spec can instead take a **warmup + cosine** schedule over the run's whole length (``schedule=warmup-cosine``,
+``warmup=`` fraction of the steps, ``final_lr=`` fraction of γ₀ reached at the last step), as the INNAprop paper
+trains its language models; the language-model suite applies it identically to every optimizer
+(:class:`WarmupCosine`). It needs the run's total number of steps, which :func:`build_optimizer` takes.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from typing import Any
 
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from inna.torch import INNA, INNAprop, PowerDecayLR
 
 __all__ = [
     "DEFAULT_GRIDS",
     "OPTIMIZERS",
+    "SCHEDULES",
     "OptimizerSpec",
+    "WarmupCosine",
     "build_optimizer",
     "log_grid",
     "parse_optimizer",
@@ -64,6 +71,8 @@ class OptimizerSpec:
         options: keyword arguments of the torch optimizer (α, β, initial_speed, momentum, eps, ...).
         power: the decay exponent q of γ_k = γ₀/(k+1)^q per iteration (0: constant).
         grid: the γ₀ values tried by the selection.
+        schedule: empty (the family's own: ``power``), or a step-size schedule over the whole run, e.g.
+            ``{"name": "warmup-cosine", "warmup": 0.05, "final_lr": 0.1}`` (see :class:`WarmupCosine`).
     """
 
     name: str
@@ -71,10 +80,15 @@ class OptimizerSpec:
     options: dict[str, Any] = field(default_factory=dict)
     power: float = 0.0
     grid: tuple[float, ...] = ()
+    schedule: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> dict[str, Any]:
-        """What identifies the configuration (without the grid): used in run identifiers."""
-        return {"family": self.family, "options": dict(sorted(self.options.items())), "power": self.power}
+        """What identifies the configuration (without the grid): used in run identifiers. (``schedule`` only
+        when there is one, so the run ids of specs without it are what they were before it existed.)"""
+        key = {"family": self.family, "options": dict(sorted(self.options.items())), "power": self.power}
+        if self.schedule:
+            key["schedule"] = dict(sorted(self.schedule.items()))
+        return key
 
     def with_overrides(self, **kw: Any) -> OptimizerSpec:
         return replace(self, **kw)
@@ -123,7 +137,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 }
 
 _FAMILY_OPTIONS = {
-    "inna": {"alpha", "beta", "initial_speed", "weight_decay"},
+    "inna": {"alpha", "beta", "initial_speed", "weight_decay", "decoupled_weight_decay"},
     "innaprop": {"alpha", "beta", "sigma", "eps", "weight_decay"},
     "sgd": {"weight_decay", "nesterov"},
     "sgd-momentum": {"momentum", "weight_decay", "nesterov"},
@@ -133,7 +147,11 @@ _FAMILY_OPTIONS = {
 }
 
 
-def _number(key: str, text: str) -> float | None:
+def _number(key: str, text: str) -> float | bool | None:
+    if key == "decoupled_weight_decay":  # a switch: INNA's decay as AdamW's θ ← (1 − γλ)θ instead of an L2 term
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"Invalid value for {key!r}: {text!r} (expected true or false)")
+        return text.lower() in ("true", "1")
     if key == "initial_speed" and text.lower() in ("none", "lib", "default"):
         return None
     try:
@@ -159,6 +177,7 @@ def parse_optimizer(text: str) -> OptimizerSpec:
     spec = OPTIMIZERS[name]
     options = dict(spec.options)
     power, grid, label = spec.power, spec.grid, None
+    schedule = dict(spec.schedule)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -175,10 +194,16 @@ def parse_optimizer(text: str) -> OptimizerSpec:
             grid = tuple(float(v) for v in values if v is not None)
         elif key == "label":
             label = value
+        elif key == "schedule":
+            if value not in SCHEDULES:
+                raise ValueError(f"Unknown schedule {value!r} in {text!r}; allowed values: {', '.join(SCHEDULES)}")
+            schedule = {**SCHEDULES[value], **{k: v for k, v in schedule.items() if k != "name"}, "name": value}
+        elif key in _SCHEDULE_OPTIONS:
+            schedule[key] = _number(key, value)
         elif key in _FAMILY_OPTIONS[spec.family]:
             options[key] = _number(key, value)
         else:
-            allowed = sorted(_FAMILY_OPTIONS[spec.family] | {"power", "grid", "label"})
+            allowed = sorted(_FAMILY_OPTIONS[spec.family] | {"power", "grid", "label", "schedule"} | _SCHEDULE_OPTIONS)
             raise ValueError(f"Unknown option {key!r} for {name!r}; allowed: {', '.join(allowed)}")
     if label is None:
         if spec.family == "inna" and (options != spec.options or power != spec.power):
@@ -194,7 +219,12 @@ def parse_optimizer(text: str) -> OptimizerSpec:
             label = f"{spec.name}({','.join(extra)})"
         else:
             label = spec.name
-    parsed = OptimizerSpec(label, spec.family, options, power, grid)
+        if schedule != spec.schedule and schedule:
+            label += f"+{schedule.get('name', 'schedule')}"
+    if schedule and "name" not in schedule:
+        raise ValueError(f"Invalid optimizer {text!r}: {', '.join(sorted(schedule))} given without schedule=NAME "
+                         f"(allowed: {', '.join(SCHEDULES)})")  # fmt: skip
+    parsed = OptimizerSpec(label, spec.family, options, power, grid, schedule)
     _validate(parsed, text)
     return parsed
 
@@ -205,17 +235,18 @@ def _validate(spec: OptimizerSpec, text: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # INNA's stability warning for grid values beyond the rule
         try:
-            build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))], min(spec.grid, default=0.1))
+            build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))], min(spec.grid, default=0.1), total_steps=100)
         except (ValueError, TypeError) as err:
             raise ValueError(f"Invalid optimizer {text!r}: {err}") from None
 
 
 def build_optimizer(
-    spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], lr: float
+    spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], lr: float, *, total_steps: int | None = None
 ) -> tuple[Optimizer, LRScheduler | None]:
     """The torch optimizer for ``spec`` with γ₀ = ``lr``, and its per-iteration scheduler (``None`` if constant).
 
-    Call ``scheduler.step()`` once per iteration (mini-batch).
+    Call ``scheduler.step()`` once per iteration (mini-batch). ``total_steps`` (the run's number of iterations)
+    is required by a spec with a ``schedule`` and ignored otherwise.
     """
     o = dict(spec.options)
     params = list(params)
@@ -234,5 +265,56 @@ def build_optimizer(
         opt = cls(params, lr=lr, betas=betas, **o)
     else:
         raise ValueError(f"Unknown optimizer family {spec.family!r}; allowed values: {', '.join(_FAMILY_OPTIONS)}")
+    if spec.schedule:
+        return opt, _scheduled(opt, spec, total_steps)
     scheduler = PowerDecayLR(opt, power=spec.power) if spec.power > 0 else None
     return opt, scheduler
+
+
+# ------------------------------------------------------------------ warmup + cosine (the LM suite's schedule)
+
+
+class WarmupCosine:
+    r"""The multiplier of γ₀ at iteration k (0-based) of a run of T iterations: a linear warmup over
+    :math:`W = \max(1, \mathrm{round}(\text{warmup}\cdot T))` iterations, then a cosine from 1 to ``final_lr``:
+
+    .. math:: m_k = \frac{k+1}{W}\ (k < W), \qquad
+              m_k = f + (1 - f)\,\tfrac12\left(1 + \cos\frac{\pi (k - W)}{\max(1, T - 1 - W)}\right)\ (k \ge W).
+
+    So the first step uses γ₀/W, the step after the warmup γ₀, the last one f·γ₀. A plain object (not a lambda),
+    so a scheduler using it pickles and its state dict restores.
+    """
+
+    def __init__(self, total_steps: int, warmup: float = 0.05, final_lr: float = 0.1) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"Invalid total_steps value: {total_steps} (the warmup-cosine schedule needs the run's "
+                             "number of iterations, an integer >= 1)")  # fmt: skip
+        if not (0 <= warmup < 1):
+            raise ValueError(f"Invalid warmup value: {warmup} (a fraction of the run's steps, in [0, 1))")
+        if not (0 <= final_lr <= 1):
+            raise ValueError(f"Invalid final_lr value: {final_lr} (a fraction of γ₀, in [0, 1])")
+        self.total_steps = total_steps
+        self.warmup_steps = max(1, round(warmup * total_steps))
+        self.final_lr = float(final_lr)
+
+    def __call__(self, k: int) -> float:
+        w = self.warmup_steps
+        if k < w:
+            return (k + 1) / w
+        progress = min(1.0, (k - w) / max(1, self.total_steps - 1 - w))
+        return self.final_lr + (1.0 - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+#: schedule name → its default options (``warmup``: fraction of the steps; ``final_lr``: fraction of γ₀ at the end).
+SCHEDULES: dict[str, dict[str, Any]] = {"warmup-cosine": {"name": "warmup-cosine", "warmup": 0.05, "final_lr": 0.1}}
+_SCHEDULE_OPTIONS = {"warmup", "final_lr"}
+
+
+def _scheduled(opt: Optimizer, spec: OptimizerSpec, total_steps: int | None) -> LRScheduler:
+    if spec.power > 0:
+        raise ValueError(f"{spec.name}: a schedule ({spec.schedule.get('name')}) replaces the power decay; give "
+                         "power=0 with it")  # fmt: skip
+    if total_steps is None:
+        raise ValueError(f"{spec.name}: the {spec.schedule.get('name')} schedule needs the run's total_steps")
+    options = {k: v for k, v in spec.schedule.items() if k != "name"}
+    return LambdaLR(opt, WarmupCosine(total_steps, **options))

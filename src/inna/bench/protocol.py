@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .data import DATASETS, dataset_available, load_dataset
+from .data import DATASETS, TEXT_PREFIX, dataset_available, is_text_dataset, load_dataset
 from .execution import execute_runs
 from .optimizers import OptimizerSpec, parse_optimizer
 from .records import (
@@ -34,7 +34,8 @@ from .records import (
 from .rundir import open_run_dir
 from .training import clear_data_cache, preload_dataset
 
-__all__ = ["SUITES", "Suite", "Task", "run_suite", "select_lr", "suite_with_overrides"]
+__all__ = ["LM_OPTIMIZERS", "SUITES", "Suite", "Task", "run_suite", "select_lr", "suite_with_overrides",
+           "suite_with_text"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,60 @@ SUITES: dict[str, Suite] = {
 }
 
 
+# ------------------------------------------------------------------ the language-model suite (issue 8, §2)
+
+#: The LM suite's optimizers: every one under the same warmup + cosine schedule over the whole run (5 % warmup,
+#: down to 0.1·γ₀, as the INNAprop paper trains GPT-2) and the same decoupled weight decay 0.01 where the
+#: optimizer has one (AdamW, INNAprop, and INNA with ``decoupled_weight_decay``: θ ← (1 − γλ)θ as AdamW). Adam
+#: runs without decay (torch's Adam decay is an L2 penalty in the gradient, not AdamW's). INNAprop uses
+#: its authors' σ = 0.99 for language-model pre-training; INNA the guidance setting (α, β) = (0.5, 0.5) of
+#: docs/results/guidance.md, with the common schedule in place of its q = 1/4 decay.
+_COS = "schedule=warmup-cosine:warmup=0.05:final_lr=0.1"
+LM_OPTIMIZERS: tuple[str, ...] = (
+    f"adamw:beta2=0.95:{_COS}:label=AdamW(β₂=0.95)",
+    f"adamw:beta2=0.999:{_COS}:label=AdamW(β₂=0.999)",
+    f"adam:{_COS}:label=Adam",
+    f"innaprop:sigma=0.99:{_COS}:label=INNAprop(0.1,0.9)",
+    f"innaprop-1-1:sigma=0.99:{_COS}:label=INNAprop(1,1)",
+    f"innaprop-2-2:sigma=0.99:{_COS}:label=INNAprop(2,2)",
+    f"inna-guidance:power=0:weight_decay=0.01:decoupled_weight_decay=true:{_COS}:label=INNA(0.5,0.5)",
+)
+
+SUITES_LM = {
+    "lm": Suite(
+        "lm",
+        "Character-level language model: a 2-block, 64-wide causal transformer (TinyGPT, ≈ 110k parameters) on "
+        "4,096 windows of 64 characters of the CPython standard library's source (or --text FILE), 6 epochs "
+        "(768 steps of batch 32), validation on 512 held-out windows; AdamW (β₂ 0.95, 0.999), Adam, INNAprop "
+        "(0.1,0.9), (1,1), (2,2) and INNA(0.5,0.5), all with warmup + cosine; γ₀ by training loss on the full "
+        "budget (5-point grids); 3 seeds.",
+        (Task("stdlib-gpt", "stdlib-text", "gpt", epochs=6, tune_epochs=6, train_subset=4096, test_subset=512),),
+        LM_OPTIMIZERS,
+        seeds=3,
+    ),
+}
+
+
+def suite_with_text(suite: Suite, text_file: str | os.PathLike[str]) -> Suite:
+    """A copy of ``suite`` whose text tasks read ``text_file`` (``inna bench --text FILE``) instead of the stdlib
+    corpus; the task is renamed ``<file stem>-<model>`` (its runs are other runs)."""
+    path = Path(text_file).expanduser().resolve()
+    tasks = [replace(t, name=f"{path.stem}-{t.model}", dataset=f"{TEXT_PREFIX}{path}") if is_text_dataset(t.dataset)
+             else t for t in suite.tasks]  # fmt: skip
+    if tasks == list(suite.tasks):
+        raise ValueError(f"--text FILE: suite {suite.name!r} has no text task (use --suite lm)")
+    return replace(suite, tasks=tuple(tasks))
+
+
+def _text_corpora(tasks: Sequence[Task], data_dir: str | None) -> dict[str, Any]:
+    """dataset → the corpus it read (source, files, SHA-256, ...), for the suite record of a text task."""
+    return {t.dataset: preload_dataset(t.dataset, data_dir, t.train_subset, t.test_subset).info
+            for t in tasks if is_text_dataset(t.dataset)}  # fmt: skip
+
+
+SUITES.update(SUITES_LM)
+
+
 def suite_with_overrides(
     suite: Suite,
     *,
@@ -140,7 +195,7 @@ def suite_with_overrides(
     optional = suite.optional_datasets
     if datasets:
         for d in datasets:
-            if d not in DATASETS:
+            if d not in DATASETS and not d.startswith(TEXT_PREFIX):
                 raise ValueError(f"Unknown dataset {d!r}; allowed values: {', '.join(DATASETS)}")
         by_dataset = {t.dataset: t for t in tasks}
         template = tasks[0]
@@ -260,6 +315,8 @@ def _run_suite(
 ) -> list[Record]:  # fmt: skip
     meta = {"type": RecordType.SUITE, "name": suite.name, "description": suite.description, "seeds": suite.seeds,
             "tasks": [dict(t.__dict__) for t in tasks], "optimizers": list(suite.optimizers)}  # fmt: skip
+    if corpora := _text_corpora(tasks, data_dir):  # which text an LM task read (only suites with one)
+        meta["corpora"] = corpora
     last = latest_suite(store.records())
     if last is None or last != json.loads(json.dumps(meta)):  # the report reads the latest
         store.append(meta)

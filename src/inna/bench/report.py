@@ -238,6 +238,11 @@ def write_report(
         grid = _grid_table(task)
         if grid:
             lines += [f"Training loss after {task.tune_epochs} epochs for each γ₀ (selected in bold):", "", *grid, ""]
+    from .lm_report import lm_sections  # LM tasks: bits per character, curves vs steps and time, paired verdicts
+
+    lm = lm_sections(records, run_dir, figures)
+    lines += lm
+    summary += lm
     path = run_dir / "report.md"
     tmp = path.with_name(".report.md.tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")

@@ -122,14 +122,15 @@ def pinned_run(cfg: RunConfig) -> Iterator[None]:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` in eval mode on the whole of (x, y)."""
+    """(mean cross-entropy, accuracy) of ``model`` in eval mode on the whole of (x, y), per label (for sequence
+    targets ``(N, T)``: per token)."""
     model.eval()
     total, correct = 0.0, 0
     for i in range(0, len(y), batch):
         logits = model(x[i : i + batch])
         total += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
         correct += int((logits.argmax(1) == y[i : i + batch]).sum())
-    n = max(len(y), 1)
+    n = max(y.numel(), 1)  # per label: per example, or per token for sequence targets (B, T)
     return total / n, correct / n
 
 
@@ -155,7 +156,8 @@ def train_run(
 def _fresh(cfg: RunConfig, data: Dataset) -> tuple[torch.nn.Module, Any, Any]:
     torch.manual_seed(init_seed(cfg.seed))
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.width).to(cfg.device)
-    opt, sched = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    total_steps = cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size)  # for schedules over the whole run
+    opt, sched = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, total_steps=total_steps)
     return model, opt, sched
 
 
@@ -184,7 +186,10 @@ def _train_run(cfg: RunConfig, emit: Callable[[Record], None], ckpt_dir: Path, l
                 f"{aside.name}, run {cfg.run_id} starts again")  # fmt: skip
             model, opt, sched = _fresh(cfg, data)
     if not resumed:
-        emit({"type": RecordType.RUN_START, **base, "config": cfg.to_json()})
+        start = {"type": RecordType.RUN_START, **base, "config": cfg.to_json()}
+        if data.info:  # what identifies the data beyond its name (an LM task's corpus hash and files)
+            start["data"] = data.info
+        emit(start)
         train_loss, train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
         emit({"type": RecordType.EPOCH, **base, "epoch": 0, "steps": 0, "train_loss": train_loss,
