@@ -104,7 +104,8 @@ def test_sweep_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     out = tmp_path / "sweep"
     code = main(["sweep", "--dataset", "digits", "--model", "mlp", "--alphas", "0.5,1", "--betas", "0.1",
                  "--powers", "0,0.5", "--epochs", "1", "--grid", "0.1,0.3", "--baselines", "sgd:grid=0.3",
-                 "--train-subset", "300", "--out", str(out), "--workers", "1", "--no-progress"])  # fmt: skip
+                 "--train-subset", "300", "--out", str(out), "--workers", "1", "--no-progress",
+                 "--grid-extensions", "0"])  # fmt: skip
     assert code == 0
     text = (out / "sweep.md").read_text()
     assert text.count("| INNA(") == 4 and "| SGD |" in text

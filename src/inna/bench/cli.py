@@ -13,26 +13,52 @@ from typing import Any
 
 __all__ = ["register"]
 
-_SUITE_HELP = """suites:
-  quick      (default) MLPs on digits, MNIST-1D and a Fashion-MNIST subset (skipped if not installed), a small
-             CNN on MNIST-5k; INNA(0.5,0.1), SGD, Adam, Adagrad; a few minutes on 2 CPU cores.
-  cpu-paper  the paper's protocol sized for a CPU: width-1/4 NiN on a 2,000-image Fashion-MNIST subset and a
-             1-D CNN on MNIST-1D, eight optimizers (no AdamW), 3 seeds (about 15 minutes on 2 shared cores).
-  paper      the paper's protocol: NiN, batch 32, 200 epochs, gamma0 chosen by training loss after 15 epochs,
-             5 seeds, all nine optimizers, on --dataset (cifar100 by default; cifar10, mnist, fashion-mnist).
-  lm         character-level language model (a small causal transformer) on the CPython stdlib's source or
-             --text FILE: AdamW, Adam, INNAprop presets, INNA, warmup + cosine for all; 3 seeds (~15 min, 2 cores).
 
-optimizers (use with --optimizers; add :key=value to change options):
-  inna (alpha=0.5, beta=0.1, the paper's default), inna-0.1-0.1, inna-0.5-0.5, inna-libinit (psi0 = (1-ab)theta0,
-  the library default initial_speed=None; the others use the paper's initial_speed=1), sgd (gamma0/sqrt(k+1)),
-  adagrad, adam (constant step), sgd-momentum (0.9, gamma0/sqrt(k+1)), adamw (constant, weight decay 0.01).
-  e.g. inna:alpha=0.3:beta=0.2:power=0.25   adam:grid=1e-4,1e-3   sgd:power=0:label=SGD-const
+def _vocabulary() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """(SUITES, OPTIMIZERS, MODELS, DATASETS) from their registries, or None without torch (no training then)."""
+    try:
+        from .data import DATASETS
+        from .models import MODELS
+        from .optimizers import OPTIMIZERS
+        from .protocol import SUITES
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name.split(".")[0] == "torch":
+            return None
+        raise
+    return SUITES, OPTIMIZERS, MODELS, DATASETS
 
-datasets: digits, mnist1d, mnist5k, fashion-mnist (offline); mnist, cifar10, cifar100 (from --data-dir, see
-docs/bench.md for the file layout). Results go to OUT/results.jsonl (resumable: rerun the same command),
-OUT/report.md and OUT/figures/*.png.
-"""
+
+def _wrap(text: str, indent: int) -> str:
+    return textwrap.fill(text, 116, initial_indent=" " * indent, subsequent_indent=" " * indent).lstrip()
+
+
+def suite_help() -> str:
+    """The epilog of ``inna bench --help``: every suite, optimizer and data set, from the registries."""
+    vocab = _vocabulary()
+    if vocab is None:
+        return "(torch is not installed: install the bench extra, pip install 'inna[bench]')\n"
+    suites, optimizers, _, datasets = vocab
+    width = max(len(n) for n in suites) + 2
+    lines = ["suites:"]
+    for name, suite in suites.items():
+        head = f"  {name:<{width}}" + ("(default) " if name == "quick" else "")
+        lines.append(head + _wrap(suite.description, len(head) if len(head) < 40 else width + 2))
+    lines += ["", "optimizers (use with --optimizers; add :key=value to change options):"]
+    owidth = max(len(n) for n in optimizers) + 2
+    for name, spec in optimizers.items():
+        lines.append(f"  {name:<{owidth}}" + _wrap(f"{spec.name}: {spec.note}" if spec.note else spec.name, owidth + 2))
+    lines += [
+        "  e.g. inna:alpha=0.3:beta=0.2:power=0.25   adam:grid=1e-4,1e-3   sgd:power=0:label=SGD-const",
+        "",
+        _wrap(
+            f"datasets: {', '.join(datasets)} (digits, mnist1d, mnist5k offline; fashion-mnist from Debian's "
+            "dataset-fashion-mnist or --data-dir; mnist, cifar10, cifar100 from --data-dir, see docs/bench.md for "
+            "the file layout). Results go to OUT/results.jsonl (resumable: rerun the same command), OUT/report.md "
+            "and OUT/figures/*.png.",
+            0,
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _positive_int(text: str) -> int:
@@ -42,6 +68,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
     return v
 
 
@@ -113,9 +149,8 @@ def _add_common(p: argparse.ArgumentParser, out_help: str) -> None:
         help=f"output directory ({out_help}); rerunning with the same DIR resumes: finished runs are not "
         "redone, interrupted ones continue; one writer at a time per DIR",
     )
-    g.add_argument(
-        "--model", choices=["nin", "vgg11", "resnet18", "cnn", "cnn1d", "mlp"], help="replace every task's network"
-    )
+    vocab = _vocabulary()
+    g.add_argument("--model", choices=list(vocab[2]) if vocab else None, help="replace every task's network")
     g.add_argument(
         "--width",
         type=_positive_float,
@@ -136,10 +171,17 @@ def _add_common(p: argparse.ArgumentParser, out_help: str) -> None:
         "--grid-points", type=_positive_int, metavar="K", help="try only the K central values of each gamma0 grid"
     )
     g.add_argument(
+        "--grid-extensions",
+        type=_nonnegative_int,
+        metavar="N",
+        help="how many log steps a gamma0 grid may grow past an end while the best value sits there "
+        "(default: the suite's, 3)",
+    )
+    g.add_argument(
         "--workers",
         type=_positive_int,
-        default=_default_workers(),
-        help="independent runs in parallel processes, one torch thread each (default: %(default)s)",
+        help="independent runs in parallel processes, one torch thread each; on a GPU they share the device "
+        f"(default: the suite's own, gpu-paper's 6; else {_default_workers()})",
     )
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -165,12 +207,13 @@ def register(subparsers: Any) -> None:
             "weights; per-epoch results appended to OUT/results.jsonl; then OUT/report.md and figures.",
             100,
         ),
-        epilog=_SUITE_HELP,
+        epilog=suite_help(),
         formatter_class=fmt,
     )
+    vocab = _vocabulary()
     p.add_argument(
         "--suite",
-        choices=["quick", "cpu-paper", "paper", "lm"],
+        choices=list(vocab[0]) if vocab else None,
         default="quick",
         help="which suite to run (default: quick; see below)",
     )
@@ -229,7 +272,7 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--dataset",
         default="mnist1d",
-        choices=["digits", "mnist1d", "mnist5k", "fashion-mnist", "mnist", "cifar10", "cifar100"],
+        choices=list(vocab[3]) if vocab else None,
         help="data set (default: mnist1d)",
     )
     s.add_argument(
@@ -300,21 +343,23 @@ def _bench(args: argparse.Namespace) -> int:
         from .training import resolve_device
 
         device = resolve_device(args.device)
-        datasets = args.dataset
-        if args.suite == "paper" and not datasets:
-            datasets = ["cifar100"]
+        base = SUITES[args.suite]
+        datasets = args.dataset or base.default_datasets()
         suite = suite_with_overrides(
-            SUITES[args.suite], datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
+            base, datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
             tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
             test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
+            max_extensions=args.grid_extensions,
         )  # fmt: skip
         if args.text:  # the LM task reads the user's text (--text FILE)
             from .protocol import suite_with_text
 
             suite = suite_with_text(suite, args.text)
+
+        workers = args.workers or suite.workers or _default_workers()
         out = Path(args.out) if args.out else bench_out_default(args.suite, datasets)
         t0 = time.perf_counter()
-        run_suite(suite, out, data_dir=args.data_dir, device=device, workers=args.workers,
+        run_suite(suite, out, data_dir=args.data_dir, device=device, workers=workers,
                   fixed_lrs=dict(args.lr), progress=not args.no_progress, repair=args.repair)  # fmt: skip
         elapsed = time.perf_counter() - t0
         report, summary = write_report(out, figures=not args.no_figures, command=_command())
@@ -372,7 +417,8 @@ def _sweep(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else sweep_out_default(args.dataset, model)
         run_sweep(task, out, alphas=args.alphas, betas=args.betas, powers=args.powers, baselines=args.baselines,
                   grid=args.grid, seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
-                  workers=args.workers, progress=not args.no_progress, repair=args.repair)  # fmt: skip
+                  workers=args.workers or _default_workers(), progress=not args.no_progress, repair=args.repair,
+                  max_extensions=args.grid_extensions)  # fmt: skip
         path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command())
         write_report(out, figures=not args.no_figures, command=_command())
     except KeyboardInterrupt:

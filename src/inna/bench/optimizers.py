@@ -29,11 +29,13 @@ from inna.torch import INNA, INNAprop, PowerDecayLR
 
 __all__ = [
     "DEFAULT_GRIDS",
+    "INNA_FAMILIES",
     "OPTIMIZERS",
     "SCHEDULES",
     "OptimizerSpec",
     "WarmupCosine",
     "build_optimizer",
+    "inna_spec",
     "log_grid",
     "parse_optimizer",
 ]
@@ -73,6 +75,8 @@ class OptimizerSpec:
         grid: the γ₀ values tried by the selection.
         schedule: empty (the family's own: ``power``), or a step-size schedule over the whole run, e.g.
             ``{"name": "warmup-cosine", "warmup": 0.05, "final_lr": 0.1}`` (see :class:`WarmupCosine`).
+        note: what the configuration is, for help texts and reports (``"the paper's default"``); not part of
+            the run's identity.
     """
 
     name: str
@@ -80,6 +84,7 @@ class OptimizerSpec:
     options: dict[str, Any] = field(default_factory=dict)
     power: float = 0.0
     grid: tuple[float, ...] = ()
+    note: str = ""
     schedule: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> dict[str, Any]:
@@ -94,25 +99,69 @@ class OptimizerSpec:
         return replace(self, **kw)
 
 
-def _inna(alpha: float, beta: float, initial_speed: float | None = 1.0, power: float = 0.5) -> OptimizerSpec:
-    suffix = "" if initial_speed == 1.0 else ",ψ₀ lib" if initial_speed is None else f",s={initial_speed:g}"
-    suffix += "" if power == 0.5 else f",q={power:g}"
-    return OptimizerSpec(
-        f"INNA({alpha:g},{beta:g}{suffix})",
-        "inna",
-        {"alpha": alpha, "beta": beta, "initial_speed": initial_speed},
-        power,
-        DEFAULT_GRIDS["inna"],
+def _label(base: OptimizerSpec, options: dict[str, Any], power: float) -> str:
+    """The display label of ``base`` with ``options`` and ``power`` (the one place labels are made).
+
+    INNA: ``INNA(α,β[,ψ₀ lib | ,s=…][,q=…])`` (s = 1 and q = 1/2 are the paper's, left out); other families: the
+    registry label, followed by the options that differ from the registry's, e.g. ``Adam(eps=1e-08)``.
+    """
+    if base.family == "inna":
+        s = options.get("initial_speed")
+        suffix = "" if s == 1.0 else ",ψ₀ lib" if s is None else f",s={s:g}"
+        suffix += "" if power == 0.5 else f",q={power:g}"
+        extra = [f"{k}={v:g}" for k, v in options.items() if k not in ("alpha", "beta", "initial_speed") and v]
+        return f"INNA({options['alpha']:g},{options['beta']:g}{suffix}" + "".join(f",{e}" for e in extra) + ")"
+    if base.family == "innaprop" and (options.get("alpha"), options.get("beta")) != (
+        base.options.get("alpha"),
+        base.options.get("beta"),
+    ):
+        base = replace(
+            base,
+            name=f"INNAprop({options['alpha']:g},{options['beta']:g})",
+            options={**base.options, "alpha": options["alpha"], "beta": options["beta"]},
+        )
+    extra = [f"{k}={v:g}" for k, v in options.items() if base.options.get(k) != v]
+    if power != base.power:
+        extra.append(f"q={power:g}")
+    return f"{base.name}({','.join(extra)})" if extra else base.name
+
+
+_INNA_BASE = OptimizerSpec("INNA", "inna", {}, 0.5, DEFAULT_GRIDS["inna"])
+
+
+def inna_spec(
+    alpha: float,
+    beta: float,
+    *,
+    initial_speed: float | None = 1.0,
+    power: float = 0.5,
+    grid: tuple[float, ...] | None = None,
+    note: str = "",
+) -> OptimizerSpec:
+    """An INNA configuration (γ_k = γ₀/(k+1)^power; the paper's s = 1 first step by default), validated."""
+    options = {"alpha": alpha, "beta": beta, "initial_speed": initial_speed}
+    spec = OptimizerSpec(
+        _label(_INNA_BASE, options, power), "inna", options, power, tuple(grid) if grid else DEFAULT_GRIDS["inna"], note
     )
+    _validate(spec, spec.name)
+    return spec
 
 
-def _innaprop(alpha: float, beta: float) -> OptimizerSpec:
+def _inna(
+    alpha: float, beta: float, initial_speed: float | None = 1.0, power: float = 0.5, note: str = ""
+) -> OptimizerSpec:
+    options = {"alpha": alpha, "beta": beta, "initial_speed": initial_speed}
+    return OptimizerSpec(_label(_INNA_BASE, options, power), "inna", options, power, DEFAULT_GRIDS["inna"], note)
+
+
+def _innaprop(alpha: float, beta: float, note: str) -> OptimizerSpec:
     return OptimizerSpec(
         f"INNAprop({alpha:g},{beta:g})",
         "innaprop",
         {"alpha": alpha, "beta": beta, "weight_decay": 0.01},
         0.0,
         DEFAULT_GRIDS["innaprop"],
+        note,
     )
 
 
@@ -121,20 +170,38 @@ def _innaprop(alpha: float, beta: float) -> OptimizerSpec:
 #: (α = 0.5, β = 0.5, q = 1/4), INNAprop with its authors' three (α, β) presets, the paper's baselines and two modern
 #: references.
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "inna": _inna(0.5, 0.1),
-    "inna-0.1-0.1": _inna(0.1, 0.1),
-    "inna-0.5-0.5": _inna(0.5, 0.5),
-    "inna-libinit": _inna(0.5, 0.1, None),
-    "inna-guidance": _inna(0.5, 0.5, power=0.25),
-    "innaprop": _innaprop(0.1, 0.9),
-    "innaprop-1-1": _innaprop(1.0, 1.0),
-    "innaprop-2-2": _innaprop(2.0, 2.0),
-    "sgd": OptimizerSpec("SGD", "sgd", {}, 0.5, DEFAULT_GRIDS["sgd"]),
-    "adagrad": OptimizerSpec("Adagrad", "adagrad", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adagrad"]),
-    "adam": OptimizerSpec("Adam", "adam", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adam"]),
-    "sgd-momentum": OptimizerSpec("SGD-m0.9", "sgd-momentum", {"momentum": 0.9}, 0.5, DEFAULT_GRIDS["sgd-momentum"]),
-    "adamw": OptimizerSpec("AdamW", "adamw", {"weight_decay": 0.01}, 0.0, DEFAULT_GRIDS["adamw"]),
+    "inna": _inna(0.5, 0.1, note="INNA, the paper's default (α = 0.5, β = 0.1, initial_speed = 1)"),
+    "inna-0.1-0.1": _inna(0.1, 0.1, note="INNA, the paper's α = 0.1, β = 0.1"),
+    "inna-0.5-0.5": _inna(0.5, 0.5, note="INNA, the paper's α = 0.5, β = 0.5"),
+    "inna-libinit": _inna(0.5, 0.1, None, note="INNA(0.5, 0.1) with the library's ψ₀ = (1 − αβ)θ₀"),
+    "inna-guidance": _inna(
+        0.5, 0.5, power=0.25, note="INNA, the setting docs/results/guidance.md recommends (α = 0.5, β = 0.5, q = 1/4)"
+    ),
+    "innaprop": _innaprop(0.1, 0.9, "INNAprop, its authors' default (α = 0.1, β = 0.9, weight decay 0.01)"),
+    "innaprop-1-1": _innaprop(1.0, 1.0, "INNAprop, its authors' α = β = 1 preset"),
+    "innaprop-2-2": _innaprop(2.0, 2.0, "INNAprop, its authors' α = β = 2 preset"),
+    "sgd": OptimizerSpec("SGD", "sgd", {}, 0.5, DEFAULT_GRIDS["sgd"], "SGD, γ₀/√(k+1) like INNA (the paper's)"),
+    "adagrad": OptimizerSpec(
+        "Adagrad", "adagrad", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adagrad"], "Adagrad, constant γ₀, ε = 1e-7 (Keras')"
+    ),
+    "adam": OptimizerSpec(
+        "Adam", "adam", {"eps": 1e-7}, 0.0, DEFAULT_GRIDS["adam"], "Adam, constant γ₀, ε = 1e-7 (Keras')"
+    ),
+    "sgd-momentum": OptimizerSpec(
+        "SGD-m0.9",
+        "sgd-momentum",
+        {"momentum": 0.9},
+        0.5,
+        DEFAULT_GRIDS["sgd-momentum"],
+        "heavy ball, momentum 0.9, γ₀/√(k+1)",
+    ),
+    "adamw": OptimizerSpec(
+        "AdamW", "adamw", {"weight_decay": 0.01}, 0.0, DEFAULT_GRIDS["adamw"], "AdamW, constant γ₀, weight decay 0.01"
+    ),
 }
+
+#: The families compared as "INNA-family" against the best baseline in the reports.
+INNA_FAMILIES = frozenset({"inna", "innaprop"})
 
 _FAMILY_OPTIONS = {
     "inna": {"alpha", "beta", "initial_speed", "weight_decay", "decoupled_weight_decay"},
@@ -206,25 +273,15 @@ def parse_optimizer(text: str) -> OptimizerSpec:
             allowed = sorted(_FAMILY_OPTIONS[spec.family] | {"power", "grid", "label", "schedule"} | _SCHEDULE_OPTIONS)
             raise ValueError(f"Unknown option {key!r} for {name!r}; allowed: {', '.join(allowed)}")
     if label is None:
-        if spec.family == "inna" and (options != spec.options or power != spec.power):
-            s = options.get("initial_speed")
-            suffix = "" if s == 1.0 else ",ψ₀ lib" if s is None else f",s={s:g}"
-            label = f"INNA({options['alpha']:g},{options['beta']:g}{suffix}" + (
-                f",q={power:g})" if power != 0.5 else ")"
-            )
-        elif options != spec.options or power != spec.power:
-            extra = [f"{k}={v:g}" for k, v in options.items() if spec.options.get(k) != v]
-            if power != spec.power:
-                extra.append(f"q={power:g}")
-            label = f"{spec.name}({','.join(extra)})"
-        else:
-            label = spec.name
+        label = spec.name if (options, power) == (spec.options, spec.power) else _label(spec, options, power)
         if schedule != spec.schedule and schedule:
             label += f"+{schedule.get('name', 'schedule')}"
     if schedule and "name" not in schedule:
         raise ValueError(f"Invalid optimizer {text!r}: {', '.join(sorted(schedule))} given without schedule=NAME "
                          f"(allowed: {', '.join(SCHEDULES)})")  # fmt: skip
-    parsed = OptimizerSpec(label, spec.family, options, power, grid, schedule)
+    parsed = OptimizerSpec(
+        label, spec.family, options, power, grid, note=spec.note if label == spec.name else "", schedule=schedule
+    )
     _validate(parsed, text)
     return parsed
 

@@ -15,7 +15,14 @@ resumed (from its checkpoint) or restarted (from nothing) or not. :func:`train_r
 
 Only ``wall_time`` differs between two executions of the same run.
 
-A run whose mini-batch loss or training loss becomes NaN/inf stops and ends with status ``diverged``.
+A run whose mini-batch loss or training loss becomes NaN/inf stops and ends with status ``diverged``. The step
+never waits for the device: whether a mini-batch loss was non-finite is accumulated in an on-device flag, read
+once per epoch (a diverged run therefore finishes the epoch in which it diverged, on NaNs, and stops there).
+
+**Cost.** The paper's per-epoch loss on the whole training set costs about as much as the epoch's training, so
+:func:`evaluate` runs in ``torch.inference_mode``, sums on the device (one host sync per pass), and uses batches
+sized for the device (:func:`eval_batch_size`: small on a CPU, where batches of 64 stay in cache and run 2x faster
+per image than batches of 1000; large on a GPU). The data sets are moved to the device once per process.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from .records import Record, RecordType, RunStatus
 __all__ = [
     "RUN_THREADS",
     "clear_data_cache",
+    "eval_batch_size",
     "evaluate",
     "get_dataset",
     "pinned_run",
@@ -91,9 +99,22 @@ def get_dataset(cfg: RunConfig) -> Dataset:
     return preload_dataset(cfg.dataset, cfg.data_dir, cfg.train_subset, cfg.test_subset)
 
 
+_DEVICE_CACHE: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def device_tensors(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test) of ``cfg`` on ``cfg.device``, moved there once per process."""
+    key = (cfg.dataset, cfg.data_dir, cfg.train_subset, cfg.test_subset, cfg.device)
+    if key not in _DEVICE_CACHE:
+        data = get_dataset(cfg)
+        _DEVICE_CACHE[key] = tuple(t.to(cfg.device) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
+    return _DEVICE_CACHE[key]
+
+
 def clear_data_cache() -> None:
     """Forget the data sets loaded by this process."""
     _DATA_CACHE.clear()
+    _DEVICE_CACHE.clear()
 
 
 @contextlib.contextmanager
@@ -120,18 +141,26 @@ def pinned_run(cfg: RunConfig) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
+def eval_batch_size(device: str | torch.device) -> int:
+    """The evaluation batch: 64 on a CPU (measured fastest per image: the activations stay in cache), 2048 on a
+    GPU (fewer launches). The loss is a sum over examples, so the batch changes only the rounding."""
+    return 64 if torch.device(device).type == "cpu" else 2048
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int | None = None) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` in eval mode on the whole of (x, y), per label (for sequence
-    targets ``(N, T)``: per token)."""
+    targets ``(N, T)``: per token); one host sync."""
     model.eval()
-    total, correct = 0.0, 0
-    for i in range(0, len(y), batch):
-        logits = model(x[i : i + batch])
-        total += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
-        correct += int((logits.argmax(1) == y[i : i + batch]).sum())
-    n = max(y.numel(), 1)  # per label: per example, or per token for sequence targets (B, T)
-    return total / n, correct / n
+    batch = batch or eval_batch_size(x.device)
+    with torch.inference_mode():
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
+        for i in range(0, len(y), batch):
+            logits = model(x[i : i + batch])
+            total += F.cross_entropy(logits, y[i : i + batch], reduction="sum")
+            correct += (logits.argmax(1) == y[i : i + batch]).sum()
+        n = max(y.numel(), 1)  # per label: per example, or per token for sequence targets (B, T)
+        return float(total) / n, int(correct) / n
 
 
 def _warn(message: str) -> None:
@@ -164,8 +193,7 @@ def _fresh(cfg: RunConfig, data: Dataset) -> tuple[torch.nn.Module, Any, Any]:
 def _train_run(cfg: RunConfig, emit: Callable[[Record], None], ckpt_dir: Path, log: Callable[[str], Any]) -> Record:
     device = cfg.device
     data = get_dataset(cfg)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    x_train, y_train, x_test, y_test = device_tensors(cfg)
     model, opt, sched = _fresh(cfg, data)
     ckpt = checkpoint_path(ckpt_dir, cfg.run_id)
     base = cfg.summary()
@@ -203,23 +231,24 @@ def _train_run(cfg: RunConfig, emit: Callable[[Record], None], ckpt_dir: Path, l
         order = order.to(device)
         torch.manual_seed(derive_seed(cfg.seed, epoch, 2))  # dropout
         model.train()
+        nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # read once, after the epoch
         t0 = time.perf_counter()
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-            if not torch.isfinite(loss):
-                status = RunStatus.DIVERGED
-                break
+            nonfinite |= ~torch.isfinite(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
             steps += 1
+        if device != "cpu":
+            torch.cuda.synchronize(device)  # the epoch's wall time includes its queued kernels
         wall += time.perf_counter() - t0
         train_loss, train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
-        if not math.isfinite(train_loss):
+        if bool(nonfinite) or not math.isfinite(train_loss):
             status = RunStatus.DIVERGED
         lr_now = float(opt.param_groups[0]["lr"])
         emit({"type": RecordType.EPOCH, **base, "epoch": epoch, "steps": steps, "train_loss": train_loss,
