@@ -85,7 +85,7 @@ class Task:
         where = f"task {self.name!r}"
         if not self.name:
             raise ValueError("a task needs a name")
-        if self.dataset not in DATASETS:
+        if self.dataset not in DATASETS and not is_text_dataset(self.dataset):
             raise ValueError(f"Unknown dataset {self.dataset!r}; allowed values: {', '.join(DATASETS)}")
         if self.model not in MODELS:
             raise ValueError(f"Unknown model {self.model!r}; allowed values: {', '.join(MODELS)}")
