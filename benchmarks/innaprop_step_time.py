@@ -20,30 +20,9 @@ import time
 from collections.abc import Callable
 
 import torch
+from step_time import many_small_shapes, resnet18_shapes  # the same shapes as INNA's benchmark
 
 from inna import INNAprop
-
-
-def resnet18_shapes(num_classes: int = 1000) -> list[tuple[int, ...]]:
-    """The 62 parameter shapes of torchvision's ResNet-18 (11,689,512 values), without torchvision."""
-    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
-    in_ch = 64
-    for out_ch, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        for block in range(2):
-            cin = in_ch if block == 0 else out_ch
-            shapes += [(out_ch, cin, 3, 3), (out_ch,), (out_ch,), (out_ch, out_ch, 3, 3), (out_ch,), (out_ch,)]
-            if block == 0 and (stride != 1 or cin != out_ch):
-                shapes += [(out_ch, cin, 1, 1), (out_ch,), (out_ch,)]
-        in_ch = out_ch
-    return [*shapes, (num_classes, 512), (num_classes,)]
-
-
-def many_small_shapes(n: int = 400, seed: int = 0) -> list[tuple[int, ...]]:
-    """``n`` small tensors (biases, norms, small matrices: 16 to 4096 values), the overhead-bound case."""
-    gen = torch.Generator().manual_seed(seed)
-    sizes = torch.randint(4, 13, (n,), generator=gen)
-    return [((2 ** int(s)) // 16, 16) if s > 6 else (2 ** int(s),) for s in sizes]
-
 
 BASELINES = ("AdamW fused", "AdamW foreach")
 
