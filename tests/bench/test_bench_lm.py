@@ -126,8 +126,9 @@ def test_schedule_is_a_spec_option_and_leaves_other_specs_ids_alone() -> None:
         parse_optimizer("adam:warmup=0.1")
 
 
-def test_lm_suite_gives_every_optimizer_the_same_schedule_and_decay() -> None:
-    specs = [parse_optimizer(o) for o in SUITES["lm"].optimizers]
+@pytest.mark.parametrize("suite", ["lm", "cnn-adamw"])
+def test_lm_suite_gives_every_optimizer_the_same_schedule_and_decay(suite: str) -> None:
+    specs = [parse_optimizer(o) for o in SUITES[suite].optimizers]
     assert len({json.dumps(s.schedule, sort_keys=True) for s in specs}) == 1 and specs[0].schedule
     assert all(s.power == 0 for s in specs)
     decays = {s.name: s.options.get("weight_decay") for s in specs}
@@ -136,6 +137,13 @@ def test_lm_suite_gives_every_optimizer_the_same_schedule_and_decay() -> None:
     assert inna.options["decoupled_weight_decay"] is True
     assert {s.name for s in specs} >= {"AdamW(β₂=0.95)", "AdamW(β₂=0.999)", "INNAprop(0.1,0.9)", "INNAprop(1,1)",
                                       "INNAprop(2,2)", "INNA(0.5,0.5)", "Adam"}  # fmt: skip
+    # σ: the authors' 0.99 for language-model pre-training, their default 0.999 on the CNN tasks
+    sigmas = {s.options.get("sigma") for s in specs if s.family == "innaprop"}
+    assert sigmas == ({0.99} if suite == "lm" else {None})
+
+
+def test_cnn_adamw_suite_runs_on_the_cpu_paper_tasks() -> None:
+    assert SUITES["cnn-adamw"].tasks == SUITES["cpu-paper"].tasks
 
 
 # ------------------------------------------------------------------------------------------------ training
