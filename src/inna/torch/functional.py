@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from .. import formulas
+from . import _fused
 from ..formulas import l2_coefficient
 
 __all__ = ["initial_phase", "inna", "l2_coefficient", "phase_from_psi", "psi_from_phase"]
@@ -197,23 +198,20 @@ def _fused_inna(
     beta: float,
     l2: float,
     maximize: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
-    if torch.compiler.is_compiling():
-        # Already inside a graph being compiled: inductor fuses the reference as it is.
-        _single_tensor_inna(params, grads, phases, lr, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
-        return
-    for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
-        kernel = _kernel((alpha, beta, l2, maximize, *map(id, dev_params)))
-        # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
-        if any(t.dim() == 0 for t in dev_params):
-            dev_params, dev_grads, dev_phases = (
-                [t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in (dev_params, dev_grads, dev_phases)
-            )
-        # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr (any scheduler)
-        # never triggers a recompilation.
-        dtype = torch.float64 if dev_params[0].dtype in (torch.float64, torch.complex128) else torch.float32
-        lr_t = torch.as_tensor(lr, dtype=dtype, device=dev_params[0].device).reshape(())
-        kernel(dev_params, dev_grads, dev_phases, lr_t, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+    # One call per (device, dtype) group: on CPU a C loop printed from the reference's trace (bitwise equal to
+    # it), elsewhere the reference compiled by torch.compile; see inna.torch._fused.
+    _fused.elementwise_update(
+        _single_tensor_inna,
+        (params, grads, phases),
+        (lr,),
+        static=dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize),
+        grad_index=1,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+    )
 
 
 def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
@@ -239,6 +237,8 @@ def inna(
     foreach: bool | None = None,
     fused: bool | None = None,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
     r"""Apply one INNA step in place to ``params`` and their ``phases`` (see the module docstring).
 
@@ -255,6 +255,10 @@ def inna(
         foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless
             ``differentiable`` or some tensor is not a plain dense tensor.
         differentiable: keep autograd recording through the update (reference path only).
+        grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route (device tensors, never read on the host by
+            the fused path): the gradients are unscaled by the scaler's inverse scale (and left unscaled in
+            ``grads``, as the scaler's default route leaves them) and nothing changes when ``found_inf`` is
+            nonzero. The other paths do the same the scaler's default way (one host read of ``found_inf``).
     """
     if not (len(params) == len(grads) == len(phases)):
         raise ValueError(
@@ -266,8 +270,16 @@ def inna(
         raise RuntimeError("INNA: `differentiable=True` is only supported by the single-tensor path")
     if not params:
         return
+    if not fused and (grad_scale is not None or found_inf is not None):
+        if _fused._unscale_and_check(grads, grad_scale, found_inf):
+            return
+        grad_scale = found_inf = None
     targets, target_grads = params, grads
     if masters is not None and any(m is not None for m in masters):
+        if grad_scale is not None:
+            # Unscale before the upcast, in the gradients' own dtype, as the scaler's default route does.
+            torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
+            grad_scale = None
         for p, m in zip(params, masters):
             if m is not None:
                 # Adopt, element by element, what was written into the parameter outside the optimizer since
@@ -287,6 +299,8 @@ def inna(
         foreach=foreach,
         fused=fused,
         differentiable=differentiable,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
     )
     if targets is not params:
         for p, m in zip(params, masters):
@@ -307,13 +321,20 @@ def _dispatch(
     foreach: bool | None,
     fused: bool | None,
     differentiable: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
-    if foreach is None and not fused:
-        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
     compiling = torch.compiler.is_compiling()
     kwargs = dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+    if foreach is None and fused is None and not differentiable and not compiling:
+        # The default on CPU: the C loop, when this machine can build it (bitwise the reference's result, at the
+        # cost of one pass over memory); the foreach path otherwise, and on every other device.
+        fused = _cpu_kernel_applies(params, kwargs)
+    if foreach is None and not fused:
+        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
     if fused:
-        _fused_inna(params, grads, phases, _lr_value(lr, keep_tensor=True), **kwargs)
+        lr_ = _lr_value(lr, keep_tensor=True)
+        _fused_inna(params, grads, phases, lr_, grad_scale=grad_scale, found_inf=found_inf, **kwargs)
     elif foreach and not compiling:
         _multi_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=False), **kwargs)
     else:
@@ -321,6 +342,14 @@ def _dispatch(
         # there and when it requires grad, so the step has no host sync and no recompilation.
         keep = compiling or (isinstance(lr, Tensor) and lr.requires_grad)
         _single_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=keep), **kwargs)
+
+
+def _cpu_kernel_applies(params: list[Tensor], static: dict) -> bool:
+    plain = (Tensor, torch.nn.Parameter)
+    if not all(type(t) in plain and t.device.type == "cpu" for t in params):
+        return False
+    dtypes = {torch.view_as_real(t).dtype if t.is_complex() else t.dtype for t in params}
+    return all(_fused.c_kernel_available(_single_tensor_inna, (3, 1), dtype, static) for dtype in dtypes)
 
 
 def _foreach_types() -> tuple[type, ...]:
