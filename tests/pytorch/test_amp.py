@@ -1,4 +1,5 @@
-"""Autocast and torch.amp.GradScaler: INNA takes the scaler's default (unscale, check, skip) route."""
+"""Autocast and torch.amp.GradScaler: the eager paths take the scaler's default (unscale, check, skip) route,
+``fused=True`` its fused route (grad_scale and found_inf handed to step(), no host sync)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl):
     model, ref = model_pair()
     opt = INNA(model.parameters(), lr=0.05, initial_speed=1.0, **impl)
     ref_opt = INNA(ref.parameters(), lr=0.05, initial_speed=1.0, foreach=False)
-    assert not getattr(opt, "_step_supports_amp_scaling", False)  # no fast route: the scaler unscales for us
+    # fused: the scaler hands grad_scale/found_inf to step(); eager: the scaler unscales for us
+    assert getattr(opt, "_step_supports_amp_scaling", False) == bool(impl.get("fused"))
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     loss_fn = nn.CrossEntropyLoss()

@@ -214,6 +214,12 @@ def _fused_inna(
     )
 
 
+def amp_default_route(grads: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
+    """``torch.amp.GradScaler``'s default route on ``grads``: unscale them in place by the scaler's inverse scale;
+    return True when ``found_inf`` says the step must be skipped (a host read of ``found_inf``)."""
+    return _fused._unscale_and_check(grads, grad_scale, found_inf)
+
+
 def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
     if isinstance(lr, Tensor):
         if keep_tensor:
@@ -271,7 +277,7 @@ def inna(
     if not params:
         return
     if not fused and (grad_scale is not None or found_inf is not None):
-        if _fused._unscale_and_check(grads, grad_scale, found_inf):
+        if amp_default_route(grads, grad_scale, found_inf):
             return
         grad_scale = found_inf = None
     targets, target_grads = params, grads

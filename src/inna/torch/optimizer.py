@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..formulas import INNAStabilityWarning, stability_rule_broken, stability_warning_message
-from .functional import initial_phase, inna, psi_from_phase
+from .functional import amp_default_route, initial_phase, inna, psi_from_phase
 
 __all__ = ["INNA", "INNAStabilityWarning"]
 
@@ -207,6 +207,12 @@ class INNA(Optimizer):
         self._warned_unstable = False
         super().__init__(params, defaults)
 
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """With ``fused=True``, ``torch.amp.GradScaler`` hands step() ``grad_scale`` and ``found_inf`` (its fused
+        route: unscaling and skipping happen in the kernel, with no host sync)."""
+        return bool(self.defaults.get("fused"))
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group; its hyperparameters are checked before anything changes."""
         merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
@@ -269,6 +275,15 @@ class INNA(Optimizer):
                 loss = closure()
         if not self._warned_unstable and not torch.compiler.is_compiling():
             self._warn_if_unstable()
+        # GradScaler's fused route (see _step_supports_amp_scaling) sets these two attributes around step().
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        if (grad_scale is not None or found_inf is not None) and self._some_state_missing():
+            # A parameter's first step: its initial phase needs the unscaled gradient and a skipped first step
+            # must create no state, so this step takes the scaler's default route (one host read of found_inf).
+            grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+            if amp_default_route(grads, grad_scale, found_inf):
+                return loss
+            grad_scale = found_inf = None
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for group in self.param_groups:
                 params: list[Tensor] = []
@@ -290,8 +305,17 @@ class INNA(Optimizer):
                     foreach=group["foreach"],
                     fused=group["fused"],
                     differentiable=group["differentiable"],
+                    grad_scale=grad_scale,
+                    found_inf=found_inf,
                 )
         return loss
+
+    def _some_state_missing(self) -> bool:
+        return any(
+            p.grad is not None and "phase" not in self.state.get(p, ())
+            for group in self.param_groups
+            for p in group["params"]
+        )
 
     def _warn_if_unstable(self) -> None:
         for i, group in enumerate(self.param_groups):
