@@ -19,13 +19,16 @@ over whole parameter groups at the speed of a single pass over memory:
 
 Exactness on CPU: the C loop performs the traced operations in their order, each rounded to the dtype torch's
 eager kernel rounds it to (float32 and float64 natively; bfloat16 and float16 computed in float32 and rounded
-to the storage type after every operation, as eager torch does), with floating-point contraction (FMA) and
-fast-math off. Scalars are computed once per call in double precision, the way Python computes them for the
-eager reference. The result is therefore **bitwise equal** to running the reference eagerly with Python-float
-scalars, whenever torch's eager kernels round each of these operations once (true of add/sub/mul/div/neg/sqrt
-on CPU in torch 2.13; ``tests/pytorch/test_fused_speedpaths.py`` checks it with ``torch.equal`` over many
-steps). Tensors the C loop cannot address as one dense block (a non-contiguous view, layouts that differ
-between the lists) take the eager reference itself, which is the same arithmetic.
+to the storage type after every operation, as eager torch does), with floating-point contraction and fast-math
+off; ``addcmul`` is an explicit FMA, as torch's vectorised CPU kernel computes it. Scalars are computed once
+per call in double precision, the way Python computes them for the eager reference. For references made of
+add, sub, mul, div, neg and addcmul (INNA's update is add, sub and mul only) the result is therefore **bitwise
+equal** to running the reference eagerly with Python-float scalars (``tests/pytorch/test_fused_speedpaths.py``
+checks it with ``torch.equal`` over many steps, every dtype). Square roots are the exception: torch's vectorised
+CPU ``sqrt`` is not correctly rounded (1 ulp off on about 1 % of float32 inputs), the C loop's is, so a
+reference with ``sqrt`` agrees to the last bit or so, not bitwise. Tensors the C loop cannot address as one
+dense block in the same layout across the lists (a strided slice, a gradient in another layout than its
+parameter) take the eager reference itself.
 
 Mixed precision: with ``grad_scale`` (``torch.amp.GradScaler``'s fused route) the gradients are unscaled in the
 loop by ``float(1 / double(scale))``, the scaler's own inverse, and written back unscaled, exactly as the
@@ -121,7 +124,9 @@ _PRELUDE = r"""
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-static inline float inna_bf16_to_float(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline float inna_bf16_to_float(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+}
 static inline uint16_t inna_float_to_bf16(float f) {  /* round to nearest even, as c10::BFloat16 */
   uint32_t u; memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
@@ -172,7 +177,7 @@ def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_in
         aten.div.Scalar: "/",
     }
     inplace = {aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor, aten.div_.Tensor, aten.neg_.default}
-    inplace |= {aten.sqrt_.default, aten.addcmul_.default, aten.addcdiv_.default, aten.copy_.default}
+    inplace |= {aten.sqrt_.default, aten.addcmul_.default, aten.copy_.default}
     counter = 0
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output"):
@@ -194,7 +199,7 @@ def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_in
                 raise _Unsupported("mixed dtypes")
         ty = "double" if kind == "s" else T
 
-        def o(a: Any) -> str:
+        def o(a: Any, kind: str = kind) -> str:
             return operand(a, kind)
 
         alpha = kwargs.pop("alpha", 1)
@@ -220,19 +225,18 @@ def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_in
             x = o(args[0])
             sqrt = "sqrt" if ty == "double" else "sqrtf"
             expr = {2: f"{x} * {x}", 3: f"{x} * {x} * {x}", 0.5: f"{sqrt}({x})", -1: f"({ty})1 / {x}"}[args[1]]
-        elif target in (aten.addcmul.default, aten.addcmul_.default):  # self + value * t1 * t2
-            expr = f"{o(args[0])} + {o(value)} * {o(args[1])} * {o(args[2])}"
-        elif target in (aten.addcdiv.default, aten.addcdiv_.default):  # self + value * t1 / t2
-            expr = f"{o(args[0])} + {o(value)} * {o(args[1])} / {o(args[2])}"
+        elif target in (aten.addcmul.default, aten.addcmul_.default):
+            # self + value * t1 * t2, which torch's CPU kernel computes as fma(value * t1, t2, self)
+            fma = "fma" if ty == "double" else "fmaf"
+            expr = f"{fma}({o(value)} * {o(args[1])}, {o(args[2])}, {o(args[0])})"
         elif target in (aten.clone.default, aten.alias.default, aten.detach.default, aten.copy_.default):
             expr = o(args[-1] if target is aten.copy_.default else args[0])
             if target is aten.copy_.default and kinds.get(args[1]) == "s":
                 raise _Unsupported("copy of a scalar into a tensor")
         else:
             raise _Unsupported(str(target))
-        if value != 1 and target not in (aten.addcmul.default, aten.addcmul_.default, aten.addcdiv.default):
-            if target is not aten.addcdiv_.default:
-                raise _Unsupported(f"{target} with value")
+        if value != 1 and target not in (aten.addcmul.default, aten.addcmul_.default):
+            raise _Unsupported(f"{target} with value")
         lines = prologue if kind == "s" else body
         if kind == "e":
             expr = _round(expr, dtype)
@@ -452,10 +456,19 @@ def _trace(reference: Callable[..., None], static: dict[str, Any], dtype: torch.
 
 
 def _dense_like(t: Tensor, ref: Tensor) -> bool:
-    """``t`` covers one dense block of memory visited in the same element order as ``ref``."""
+    """``t`` and ``ref`` share shape and strides and cover one dense block of memory without overlap, so the
+    loop can visit them in memory order, element for element."""
     if t.stride() != ref.stride() or t.shape != ref.shape:
         return False
-    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last) or t.numel() <= 1
+    if t.is_contiguous():
+        return True
+    expected = 1
+    dims = sorted(((size, stride) for size, stride in zip(t.shape, t.stride()) if size != 1), key=lambda d: d[1])
+    for size, stride in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _scalar_value(s: float | Tensor) -> float:
@@ -590,9 +603,7 @@ def elementwise_update(
         # Inside a graph being compiled: inductor fuses the reference as it is.
         _guarded(reference, tensors, scalars, grad_scale, found_inf, grad_index, static)
         return
-    groups: dict[tuple[torch.device, torch.dtype], list[list[Tensor]]] = defaultdict(
-        lambda: [[] for _ in tensors]
-    )
+    groups: dict[tuple[torch.device, torch.dtype], list[list[Tensor]]] = defaultdict(lambda: [[] for _ in tensors])
     for items in zip(*tensors):
         if items[0].numel() == 0:
             continue

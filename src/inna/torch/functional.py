@@ -56,8 +56,8 @@ import torch
 from torch import Tensor
 
 from .. import formulas
-from . import _fused
 from ..formulas import l2_coefficient
+from . import _fused
 
 __all__ = ["initial_phase", "inna", "l2_coefficient", "phase_from_psi", "psi_from_phase"]
 
