@@ -336,6 +336,9 @@ def test_cuda_fused_route_does_not_sync():
     opt = INNA([p], lr=torch.tensor(0.1, device="cuda"), fused=True)
     p.grad = torch.randn_like(p)
     opt.step()
+    opt.grad_scale, opt.found_inf = torch.tensor(4.0, device="cuda"), torch.tensor(0.0, device="cuda")
+    opt.step()  # builds the kernel with the scaler's inputs outside the checked region
+    torch.cuda.synchronize()
     before = p.detach().clone()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -490,10 +490,8 @@ def _run_c(
     grad_scale: Tensor | None,
     found_inf: Tensor | None,
 ) -> None:
-    n_roles, n = len(lists), len(lists[0])
-    ptrs = array.array("q", bytes(8 * n * n_roles))
-    for r, ts in enumerate(lists):
-        ptrs[r::n_roles] = array.array("q", [t.data_ptr() for t in ts])
+    n = len(lists[0])
+    ptrs = array.array("q", [t.data_ptr() for items in zip(*lists) for t in items])
     numels = array.array("q", [t.numel() for t in lists[0]])
     values = array.array("d", [_scalar_value(s) for s in scalars] or [0.0])
     gs = None if grad_scale is None else grad_scale.detach().to("cpu", torch.float32).reshape(())
@@ -604,12 +602,22 @@ def elementwise_update(
         _guarded(reference, tensors, scalars, grad_scale, found_inf, grad_index, static)
         return
     groups: dict[tuple[torch.device, torch.dtype], list[list[Tensor]]] = defaultdict(lambda: [[] for _ in tensors])
-    for items in zip(*tensors):
-        if items[0].numel() == 0:
-            continue
-        bucket = groups[(items[0].device, items[0].dtype)]
-        for out, t in zip(bucket, items):
-            out.append(torch.view_as_real(t) if t.is_complex() else t)
+    first = tensors[0]
+    dtype0, device0 = first[0].dtype, first[0].device
+    if device0.type == "cpu":
+        same = all(t.is_cpu and t.dtype is dtype0 for t in first)
+    else:
+        same = all(t.dtype is dtype0 and t.device == device0 for t in first)
+    if same and not dtype0.is_complex:
+        # the common case, one pass: a single real group (empty tensors are harmless to the loops)
+        groups[(device0, dtype0)] = [list(ts) for ts in tensors]
+    else:
+        for items in zip(*tensors):
+            if items[0].numel() == 0:
+                continue
+            bucket = groups[(items[0].device, items[0].dtype)]
+            for out, t in zip(bucket, items):
+                out.append(torch.view_as_real(t) if t.is_complex() else t)
     for (device, _), lists in groups.items():
         dtype = lists[0][0].dtype  # complex tensors are real views by now
         if device.type == "cpu" and (grad_scale is None or grad_scale.device.type == "cpu"):
@@ -623,6 +631,9 @@ def elementwise_update(
 
 
 def _run_cpu_group(kernel, reference, lists, scalars, static, grad_index, grad_scale, found_inf) -> None:
+    if all(t.is_contiguous() for ts in lists for t in ts):  # shapes agree by contract: one dense layout
+        _run_c(kernel, lists, scalars, grad_scale, found_inf)
+        return
     dense = [all(_dense_like(t, items[0]) for t in items) for items in zip(*lists)]
     if all(dense):
         _run_c(kernel, lists, scalars, grad_scale, found_inf)
