@@ -77,6 +77,8 @@ from torch import Tensor
 
 __all__ = ["c_kernel_available", "elementwise_update", "stats"]
 
+_PLAIN = (Tensor, torch.nn.Parameter)
+
 #: What was built, for tests and benchmarks: "traces" (make_fx traces), "c_builds" (C compilations),
 #: "c_loads" (libraries loaded, from a build or the disk cache), "compiled" (torch.compile kernels created).
 stats: Counter[str] = Counter()
@@ -620,7 +622,9 @@ def elementwise_update(
                 out.append(torch.view_as_real(t) if t.is_complex() else t)
     for (device, _), lists in groups.items():
         dtype = lists[0][0].dtype  # complex tensors are real views by now
-        if device.type == "cpu" and (grad_scale is None or grad_scale.device.type == "cpu"):
+        cpu = device.type == "cpu" and (grad_scale is None or grad_scale.device.type == "cpu")
+        # only plain tensors own the memory their data pointer names (a DTensor, FSDP2's parameters, does not)
+        if cpu and all(type(t) in _PLAIN for ts in lists for t in ts):
             kernel = _c_kernel(
                 reference, static, dtype, len(lists), len(scalars), None if grad_scale is None else grad_index
             )
