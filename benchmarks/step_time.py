@@ -345,8 +345,11 @@ def main() -> None:
     parser.add_argument("--steps-per-round", type=int, default=1, help="steps timed together in a round")
     parser.add_argument("--options", action="store_true", help="also time the fused-path design options")
     parser.add_argument("--first-step", action="store_true", help="also time the fused first step, cold and warm")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here")
 
