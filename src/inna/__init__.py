@@ -3,7 +3,8 @@
 One algorithm, three frameworks, one set of formulas:
 
 - :mod:`inna.formulas`: the math every implementation shares (no framework needed);
-- :mod:`inna.torch`: ``torch.optim`` optimizers (``inna.INNA``, ``inna.PowerDecayLR`` are re-exported here);
+- :mod:`inna.torch`: ``torch.optim`` optimizers (``inna.INNA``, ``inna.INNAprop``, ``inna.PowerDecayLR`` are
+  re-exported here);
 - :mod:`inna.optax`: optax gradient transformations for JAX;
 - :mod:`inna.keras`: Keras 3 optimizers (TensorFlow, JAX and PyTorch backends);
 - :mod:`inna.dynamics` (the continuous-time science) and :mod:`inna.bench` (the paper's protocol).
@@ -22,12 +23,12 @@ from .formulas import INNAStabilityWarning
 __version__ = "0.2.0.dev0"
 
 #: Names re-exported from :mod:`inna.torch`, imported on first access so that ``import inna`` never needs torch.
-_TORCH_NAMES = ("INNA", "PowerDecayLR", "inna_update")
+_TORCH_NAMES = ("INNA", "INNAprop", "PowerDecayLR", "inna_update")
 
-__all__ = ["INNA", "INNAStabilityWarning", "PowerDecayLR", "__version__", "inna_update"]
+__all__ = ["INNA", "INNAStabilityWarning", "INNAprop", "PowerDecayLR", "__version__", "inna_update"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .torch import INNA, PowerDecayLR, inna_update
+    from .torch import INNA, INNAprop, PowerDecayLR, inna_update
 
 
 def __getattr__(name: str) -> Any:

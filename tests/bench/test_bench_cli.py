@@ -104,7 +104,8 @@ def test_sweep_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     out = tmp_path / "sweep"
     code = main(["sweep", "--dataset", "digits", "--model", "mlp", "--alphas", "0.5,1", "--betas", "0.1",
                  "--powers", "0,0.5", "--epochs", "1", "--grid", "0.1,0.3", "--baselines", "sgd:grid=0.3",
-                 "--train-subset", "300", "--out", str(out), "--workers", "1", "--no-progress"])  # fmt: skip
+                 "--train-subset", "300", "--out", str(out), "--workers", "1", "--no-progress",
+                 "--grid-extensions", "0"])  # fmt: skip
     assert code == 0
     text = (out / "sweep.md").read_text()
     assert text.count("| INNA(") == 4 and "| SGD |" in text
@@ -122,3 +123,52 @@ def test_sweep_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert (out / "report.md").is_file()
     assert main(["sweep", "--betas", "0", "--out", str(out)]) == 2
     assert "betas > 0" in capsys.readouterr().err
+
+
+def test_help_states_the_out_defaults_the_code_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    """`inna sweep --help` said runs/<suite>[-<dataset>] where the sweep writes runs/sweep-<dataset>-<model>."""
+    from inna.bench.cli import bench_out_default, sweep_model_default, sweep_out_default
+
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines at hyphens
+    assert f"default:{sweep_out_default('<dataset>', '<model>')}" in text
+    assert str(sweep_out_default("mnist1d", sweep_model_default("mnist1d"))) == "runs/sweep-mnist1d-cnn1d"
+    assert "runs/sweep-mnist1d-cnn1d" in text and "runs/<suite>" not in text
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = "".join(capsys.readouterr().out.split())
+    assert str(bench_out_default("paper", ["cifar100"])) == "runs/paper-cifar100" and "runs/paper-cifar100" in text
+
+
+def test_sweep_writes_where_its_help_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inna.bench.sweep as S
+
+    seen = {}
+
+    def fake_run_sweep(task, out, **kw):
+        seen["out"] = out
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(S, "run_sweep", fake_run_sweep)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--dataset", "digits", "--no-progress"]) == 2
+    assert seen["out"] == Path("runs/sweep-digits-mlp")
+
+
+def test_reading_results_imports_neither_torch_nor_the_training_code() -> None:
+    """report.py and sweep.py imported the training module just to read results."""
+    import os
+    import subprocess
+    import sys
+
+    import inna
+
+    code = ("import sys, inna.bench.report, inna.bench.sweep, inna.bench.records, inna.bench\n"
+            "inna.bench.read_records\n"
+            "bad = [m for m in ('torch', 'inna.bench.training', 'inna.bench.protocol') if m in sys.modules]\n"
+            "assert not bad, bad")  # fmt: skip
+    src = str(Path(inna.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -43,10 +43,14 @@ def test_nin_28x28_adapter_and_width() -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_builds_and_trains_a_step(name: str) -> None:
-    shape = {"cnn1d": (40,), "mlp": (64,)}.get(name, (1, 28, 28) if name in ("cnn", "nin") else (3, 32, 32))
+    shape = {"cnn1d": (40,), "mlp": (64,), "gpt": (16,)}.get(
+        name, (1, 28, 28) if name in ("cnn", "nin") else (3, 32, 32)
+    )
     torch.manual_seed(0)
     model = build_model(name, shape, 10, width=0.125)
     x, y = torch.rand(4, *shape), torch.arange(4)
+    if name == "gpt":  # token windows in, next-token targets (B, T)
+        x, y = torch.randint(0, 10, (4, 16)), torch.randint(0, 10, (4, 16))
     loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
     assert torch.isfinite(loss)

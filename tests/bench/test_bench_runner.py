@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from inna.bench import checkpoints as C
 from inna.bench import runner as R
+from inna.bench import training as T
 from inna.bench.optimizers import build_optimizer, parse_optimizer
 from inna.bench.protocol import Suite, Task, run_suite, select_lr
 from inna.bench.report import write_report
@@ -17,21 +19,26 @@ TINY = Task("digits-mlp", "digits", "mlp", epochs=2, tune_epochs=1, train_subset
 
 
 def tiny_suite(optimizers: tuple[str, ...] = ("inna:grid=0.3,1", "adam:grid=0.001,0.01"), seeds: int = 2) -> Suite:
-    return Suite("tiny", "test suite", (TINY,), optimizers, seeds=seeds)
+    return Suite("tiny", "test suite", (TINY,), optimizers, seeds=seeds, max_extensions=0)  # run counts below
 
 
 def epoch_keys(path: Path) -> list[tuple[str, int]]:
     return [(r["run_id"], r["epoch"]) for r in R.read_records(path) if r["type"] == "epoch"]
 
 
+def suite_line(name: str) -> str:
+    """A minimal valid record (a ``suite`` record) as one JSON line, without its newline."""
+    return json.dumps({"type": "suite", "name": name, "description": "", "seeds": 1, "tasks": [], "optimizers": []})
+
+
 def test_reader_ignores_torn_last_line_and_store_repairs_it(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
-    path.write_text('{"type": "a", "run_id": "x"}\n{"type": "b", "run_')
-    assert [r["type"] for r in R.read_records(path)] == ["a"]
+    path.write_text(suite_line("a") + "\n" + suite_line("b")[:30])
+    assert [r["name"] for r in R.read_records(path)] == ["a"]
     store = R.ResultsStore(path)  # cuts the torn line
-    store.append({"type": "c", "value": float("nan")})
-    assert path.read_text().splitlines() == ['{"type": "a", "run_id": "x"}', '{"type": "c", "value": null}']
-    path.write_text('{"type": "a"}\nnot json\n{"type": "b"}\n')
+    store.append({**json.loads(suite_line("c")), "extra": float("nan")})
+    assert path.read_text().splitlines() == [suite_line("a"), suite_line("c")[:-1] + ', "extra": null}']
+    path.write_text(suite_line("a") + "\nnot json\n" + suite_line("b") + "\n")
     with pytest.raises(ValueError, match="line 2"):
         R.read_records(path)  # corruption in the middle is not silently skipped
 
@@ -71,7 +78,7 @@ def reference_and_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     """An uninterrupted suite, and the same suite interrupted right after its third checkpoint."""
     reference = tmp_path / "ref"
     run_suite(tiny_suite(), reference, progress=False)
-    save = R._atomic_save
+    save = C.atomic_save
     calls = {"n": 0}
 
     def crash_after_third_checkpoint(obj: object, path: Path) -> None:
@@ -81,10 +88,10 @@ def reference_and_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             raise Interrupt
 
     out = tmp_path / "run"
-    monkeypatch.setattr(R, "_atomic_save", crash_after_third_checkpoint)
+    monkeypatch.setattr(T, "atomic_save", crash_after_third_checkpoint)
     with pytest.raises(Interrupt):
         run_suite(tiny_suite(), out, progress=False)
-    monkeypatch.setattr(R, "_atomic_save", save)
+    monkeypatch.setattr(T, "atomic_save", save)
     return reference, out
 
 
@@ -95,13 +102,13 @@ def test_resume_after_interruption_redoes_nothing(tmp_path: Path, monkeypatch: p
     assert list((out / "checkpoints").glob("*.pt")), "the interrupted run left its checkpoint"
 
     trained = {"epochs": 0}
-    evaluate = R.evaluate
+    evaluate = T.evaluate
 
     def counting_evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000):
         trained["epochs"] += 1
         return evaluate(model, x, y, batch)
 
-    monkeypatch.setattr(R, "evaluate", counting_evaluate)
+    monkeypatch.setattr(T, "evaluate", counting_evaluate)
     run_suite(tiny_suite(), out, progress=False)
     after = epoch_keys(out / "results.jsonl")
     assert len(after) == len(set(after)), "an epoch was run twice"
@@ -150,7 +157,7 @@ def test_select_lr_uses_lowest_training_loss() -> None:
 def test_selection_never_looks_at_the_test_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = tiny_suite(("inna:grid=0.1,0.3,1",), seeds=1)
     first = run_suite(suite, tmp_path / "a", progress=False)
-    load = R.load_dataset
+    load = T.load_dataset
 
     def scrambled_test(name: str, data_dir: object = None):
         ds = load(name, data_dir)
@@ -158,10 +165,10 @@ def test_selection_never_looks_at_the_test_set(tmp_path: Path, monkeypatch: pyte
         ds.x_test = torch.rand_like(ds.x_test)
         return ds
 
-    R._DATA_CACHE.clear()
-    monkeypatch.setattr(R, "load_dataset", scrambled_test)
+    T.clear_data_cache()
+    monkeypatch.setattr(T, "load_dataset", scrambled_test)
     second = run_suite(suite, tmp_path / "b", progress=False)
-    R._DATA_CACHE.clear()
+    T.clear_data_cache()
     assert first[0]["lr"] == second[0]["lr"]
     assert first[0]["losses"] == second[0]["losses"]
     # and the selected γ₀ is the argmin of the tuning runs' final training losses

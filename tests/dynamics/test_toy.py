@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from inna.dynamics import run_toy, toy_function, toy_objective, valley_crossings
-from inna.dynamics.toy import TOY_LR, TOY_SETTINGS, progress
+from inna.dynamics.toy import TOY_LR, TOY_SETTINGS, crossing_counts, crossings_label, left_branch, progress
 
 
 @pytest.fixture(scope="module")
 def paths():
     return {setting: run_toy("inna", alpha=setting[0], beta=setting[1]) for setting in TOY_SETTINGS}
-
-
-def left_branch(path):
-    """The part of the run before it first reaches theta_1 = -0.1 (the descent along the left valley)."""
-    return path[: int(np.argmax(path[:, 0] >= -0.1))]
 
 
 def first_time_within(path, radius):
@@ -81,3 +78,44 @@ def test_gd_and_heavy_ball_short_runs_and_errors():
         run_toy("adam")
     with pytest.raises(ValueError, match="lr must be finite and > 0"):
         run_toy(lr=0.0)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "dynamics.md"
+
+
+def documented_counts() -> dict[str, tuple[int, int]]:
+    """run name → (left-branch crossings, whole-run crossings) from the table in docs/dynamics.md §5."""
+    section = DOCS.read_text(encoding="utf-8").split("## 5. The 2-D picture", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if len(cells) == 4 and cells[1].isdigit():
+            out[cells[0]] = (int(cells[1]), int(cells[2].split()[0]))
+    return out
+
+
+@pytest.mark.slow
+def test_docs_table_and_figure_titles_give_the_true_crossing_counts(paths):
+    """The figure's titles counted 19/1/1/0/73 where the docs said 16/0/0/0/16 and 9/0/0/0/103."""
+    runs = {f"INNA α = {a}, β = {b}": paths[a, b] for a, b in TOY_SETTINGS}
+    runs["gradient descent"] = run_toy("gd")
+    runs["heavy ball"] = run_toy("heavy_ball", alpha=0.5)
+    documented = documented_counts()
+    assert set(documented) == set(runs)
+    for name, path in runs.items():
+        assert crossing_counts(path) == documented[name], name
+        left, whole = documented[name]
+        assert crossings_label(path).startswith(f"valley crossings: {left} on the left branch, {whole} in all")
+
+
+def test_figure_titles_use_the_documented_counts(monkeypatch, tmp_path):
+    from inna.dynamics import plots, toy
+
+    fake = np.array([[-1.0, 1.5], [-1.0, 0.9], [-0.5, 0.6], [-0.5, 0.4], [0.2, 0.3]])
+    monkeypatch.setattr(toy, "run_toy", lambda *a, **k: fake)
+    monkeypatch.setattr(plots, "plot_contours", lambda *a, **k: None)
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.figure_toy(tmp_path)
+    titles = [ax.get_title() for ax in figures[0].axes[:5]]
+    assert all(t.endswith("\n" + crossings_label(fake)) for t in titles), titles

@@ -217,3 +217,106 @@ def fsdp2_resume(rank: int, world: int, port: int, steps: int, ckpt_dir: str) ->
     finally:
         dist.destroy_process_group()
     finish()
+
+
+def hang(rank: int, seconds: float) -> None:
+    """A rank that hangs (for the test of the spawn deadline)."""
+    import time
+
+    time.sleep(seconds)
+
+
+INNAPROP_HPARAMS = dict(lr=0.01, alpha=0.5, beta=0.9, sigma=0.99, weight_decay=0.1)
+
+
+def innaprop_all(rank: int, world: int, port: int, steps: int, ckpt_dir: str) -> None:
+    """INNAprop in one worker run (to keep the distributed tests short): DDP, ZeRO, FSDP2 (all three paths) and a
+    DCP checkpoint loaded into a fresh model and optimizer, each against single-process full-batch training."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.distributed.tensor import DTensor
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from inna import INNAprop
+
+    init(rank, world, port)
+    try:
+        # --- DDP (default path): identical on every rank, equal to one process on the full batch
+        ref = make_model()
+        ref_opt = INNAprop(ref.parameters(), **INNAPROP_HPARAMS)
+        model = DDP(make_model())
+        opt = INNAprop(model.parameters(), **INNAPROP_HPARAMS)
+        for k in range(steps):
+            opt.zero_grad()
+            loss_fn(model, *local_batch(k, rank, world)).backward()
+            opt.step()
+            reference_step(ref, ref_opt, k)
+            assert_same_on_all_ranks([p.detach() for p in model.module.parameters()])
+        for p, q in zip(model.module.parameters(), ref.parameters()):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-12, msg="INNAprop DDP")
+
+        # --- ZeroRedundancyOptimizer: parity, sharded state, consolidated state equal to the reference's
+        ref = make_model()
+        ref_opt = INNAprop(ref.parameters(), **INNAPROP_HPARAMS)
+        model = DDP(make_model())
+        zero = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=INNAprop, **INNAPROP_HPARAMS)
+        for k in range(steps):
+            zero.zero_grad()
+            loss_fn(model, *local_batch(k, rank, world)).backward()
+            zero.step()
+            reference_step(ref, ref_opt, k)
+        for p, q in zip(model.module.parameters(), ref.parameters()):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-12, msg="INNAprop ZeRO")
+        assert 0 < len(zero.optim.state) < len(list(model.parameters()))
+        zero.consolidate_state_dict(to=0)
+        if rank == 0:
+            consolidated = zero.state_dict()
+            for key, value in ref_opt.state_dict()["state"].items():
+                for name in ("step", "exp_avg_sq", "phase"):
+                    torch.testing.assert_close(consolidated["state"][key][name], value[name], rtol=0, atol=1e-12)
+
+        # --- FSDP2 (DTensor parameters), all three paths; a DCP checkpoint of the default run at step `steps`
+        mesh = init_device_mesh("cpu", (world,))
+        for impl in (dict(), dict(foreach=False), dict(fused=True)):
+            ref = make_model()
+            ref_opt = INNAprop(ref.parameters(), **INNAPROP_HPARAMS, **impl)
+            model = _fsdp_model(mesh)
+            opt = INNAprop(model.parameters(), **INNAPROP_HPARAMS, **impl)
+            for k in range(2 * steps):
+                opt.zero_grad()
+                loss_fn(model, *local_batch(k, rank, world)).backward()
+                opt.step()
+                reference_step(ref, ref_opt, k)
+                if impl == {} and k == steps - 1:
+                    msd, osd = get_state_dict(model, opt)
+                    dcp.save({"model": msd, "optim": osd}, checkpoint_id=ckpt_dir)
+            for p, q in zip(model.parameters(), ref.parameters()):
+                torch.testing.assert_close(p.full_tensor(), q.detach(), rtol=0, atol=1e-12, msg=f"FSDP2 {impl}")
+            for p in model.parameters():
+                for name in ("exp_avg_sq", "phase"):
+                    t = opt.state[p][name]
+                    assert isinstance(t, DTensor) and t.placements == p.placements
+                    assert t.to_local().shape == p.to_local().shape
+            if impl == {}:
+                expected = [p.full_tensor() for p in model.parameters()]
+
+        # --- DCP: a fresh model (other weights) and optimizer load the checkpoint and continue exactly
+        model = _fsdp_model(mesh, seed=123)
+        opt = INNAprop(model.parameters(), **INNAPROP_HPARAMS)
+        msd, osd = get_state_dict(model, opt)
+        state = {"model": msd, "optim": osd}
+        dcp.load(state, checkpoint_id=ckpt_dir)
+        set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        assert all(opt.state[p]["step"].item() == steps for p in model.parameters())
+        for k in range(steps, 2 * steps):
+            opt.zero_grad()
+            loss_fn(model, *local_batch(k, rank, world)).backward()
+            opt.step()
+        for p, e in zip(model.parameters(), expected):
+            torch.testing.assert_close(p.full_tensor(), e, rtol=0, atol=0, msg="INNAprop DCP resume")
+        dist.barrier()  # every rank is done with gloo before any tears it down
+    finally:
+        dist.destroy_process_group()
+    finish()

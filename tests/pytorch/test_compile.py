@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch._dynamo.utils import counters
 
-from inna import INNA, PowerDecayLR
+from inna import INNA, INNAprop, PowerDecayLR
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +21,20 @@ def model_and_grads(seed):
     return model, grads
 
 
+#: Each optimizer with a setting that exercises all of its update (INNAprop: its step counter and weight decay).
+OPTIMIZERS = {"INNA": (INNA, dict(lr=0.1, initial_speed=1.0)), "INNAprop": (INNAprop, dict(lr=0.01, weight_decay=0.1))}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("impl", [dict(), dict(foreach=False), dict(fused=True)], ids=["default", "single", "fused"])
-def test_compiled_step_matches_eager_without_break_or_recompile(fresh_dynamo, impl):
+def test_compiled_step_matches_eager_without_break_or_recompile(fresh_dynamo, impl, optimizer):
     m_eager, grads = model_and_grads(0)
     m_comp, _ = model_and_grads(0)
-    lr = 0.1
-    o_eager = INNA(m_eager.parameters(), lr=torch.tensor(lr), initial_speed=1.0, foreach=False)  # eager reference
-    o_comp = INNA(m_comp.parameters(), lr=torch.tensor(lr), initial_speed=1.0, **impl)
+    cls, kwargs = OPTIMIZERS[optimizer]
+    kwargs = dict(kwargs)
+    lr = kwargs.pop("lr")
+    o_eager = cls(m_eager.parameters(), lr=torch.tensor(lr), **kwargs, foreach=False)  # eager reference
+    o_comp = cls(m_comp.parameters(), lr=torch.tensor(lr), **kwargs, **impl)
 
     explanation = torch._dynamo.explain(o_comp.step)()
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1

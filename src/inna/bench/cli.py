@@ -13,24 +13,52 @@ from typing import Any
 
 __all__ = ["register"]
 
-_SUITE_HELP = """suites:
-  quick      (default) MLPs on digits, MNIST-1D and a Fashion-MNIST subset (skipped if not installed), a small
-             CNN on MNIST-5k; INNA(0.5,0.1), SGD, Adam, Adagrad; a few minutes on 2 CPU cores.
-  cpu-paper  the paper's protocol sized for a CPU: width-1/4 NiN on a 2,000-image Fashion-MNIST subset and a
-             1-D CNN on MNIST-1D, eight optimizers (no AdamW), 3 seeds (about 15 minutes on 2 shared cores).
-  paper      the paper's protocol: NiN, batch 32, 200 epochs, gamma0 chosen by training loss after 15 epochs,
-             5 seeds, all nine optimizers, on --dataset (cifar100 by default; cifar10, mnist, fashion-mnist).
 
-optimizers (use with --optimizers; add :key=value to change options):
-  inna (alpha=0.5, beta=0.1, the paper's default), inna-0.1-0.1, inna-0.5-0.5, inna-libinit (psi0 = (1-ab)theta0,
-  the library default initial_speed=None; the others use the paper's initial_speed=1), sgd (gamma0/sqrt(k+1)),
-  adagrad, adam (constant step), sgd-momentum (0.9, gamma0/sqrt(k+1)), adamw (constant, weight decay 0.01).
-  e.g. inna:alpha=0.3:beta=0.2:power=0.25   adam:grid=1e-4,1e-3   sgd:power=0:label=SGD-const
+def _vocabulary() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """(SUITES, OPTIMIZERS, MODELS, DATASETS) from their registries, or None without torch (no training then)."""
+    try:
+        from .data import DATASETS
+        from .models import MODELS
+        from .optimizers import OPTIMIZERS
+        from .protocol import SUITES
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name.split(".")[0] == "torch":
+            return None
+        raise
+    return SUITES, OPTIMIZERS, MODELS, DATASETS
 
-datasets: digits, mnist1d, mnist5k, fashion-mnist (offline); mnist, cifar10, cifar100 (from --data-dir, see
-docs/bench.md for the file layout). Results go to OUT/results.jsonl (resumable: rerun the same command),
-OUT/report.md and OUT/figures/*.png.
-"""
+
+def _wrap(text: str, indent: int) -> str:
+    return textwrap.fill(text, 116, initial_indent=" " * indent, subsequent_indent=" " * indent).lstrip()
+
+
+def suite_help() -> str:
+    """The epilog of ``inna bench --help``: every suite, optimizer and data set, from the registries."""
+    vocab = _vocabulary()
+    if vocab is None:
+        return "(torch is not installed: install the bench extra, pip install 'inna[bench]')\n"
+    suites, optimizers, _, datasets = vocab
+    width = max(len(n) for n in suites) + 2
+    lines = ["suites:"]
+    for name, suite in suites.items():
+        head = f"  {name:<{width}}" + ("(default) " if name == "quick" else "")
+        lines.append(head + _wrap(suite.description, len(head) if len(head) < 40 else width + 2))
+    lines += ["", "optimizers (use with --optimizers; add :key=value to change options):"]
+    owidth = max(len(n) for n in optimizers) + 2
+    for name, spec in optimizers.items():
+        lines.append(f"  {name:<{owidth}}" + _wrap(f"{spec.name}: {spec.note}" if spec.note else spec.name, owidth + 2))
+    lines += [
+        "  e.g. inna:alpha=0.3:beta=0.2:power=0.25   adam:grid=1e-4,1e-3   sgd:power=0:label=SGD-const",
+        "",
+        _wrap(
+            f"datasets: {', '.join(datasets)} (digits, mnist1d, mnist5k offline; fashion-mnist from Debian's "
+            "dataset-fashion-mnist or --data-dir; mnist, cifar10, cifar100 from --data-dir, see docs/bench.md for "
+            "the file layout). Results go to OUT/results.jsonl (resumable: rerun the same command), OUT/report.md "
+            "and OUT/figures/*.png.",
+            0,
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _positive_int(text: str) -> int:
@@ -40,6 +68,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
     return v
 
 
@@ -71,7 +109,33 @@ def _default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def bench_out_default(suite: str, datasets: list[str] | None) -> Path:
+    """Where ``inna bench`` writes without ``--out``."""
+    return Path(f"runs/{suite}" + (f"-{'-'.join(datasets)}" if datasets else ""))
+
+
+def sweep_model_default(dataset: str) -> str:
+    """The network of ``inna sweep`` without ``--model``."""
+    return "cnn1d" if dataset == "mnist1d" else "mlp"
+
+
+def sweep_out_default(dataset: str, model: str) -> Path:
+    """Where ``inna sweep`` writes without ``--out`` (the task is named ``<dataset>-<model>``)."""
+    return Path(f"runs/sweep-{dataset}-{model}")
+
+
+_BENCH_OUT_HELP = (
+    f"default: {bench_out_default('<suite>', None)}[-<datasets>], e.g. {bench_out_default('quick', None)} or "
+    f"{bench_out_default('paper', ['cifar100'])}"
+)
+_SWEEP_OUT_HELP = (
+    f"default: {sweep_out_default('<dataset>', '<model>')}, e.g. "
+    f"{sweep_out_default('mnist1d', sweep_model_default('mnist1d'))} or "
+    f"{sweep_out_default('digits', sweep_model_default('digits'))}"
+)
+
+
+def _add_common(p: argparse.ArgumentParser, out_help: str) -> None:
     g = p.add_argument_group("data, budget and execution")
     g.add_argument(
         "--data-dir",
@@ -82,12 +146,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--out",
         metavar="DIR",
-        help="output directory (default: runs/<suite>[-<dataset>]); rerunning "
-        "with the same DIR resumes: finished runs are not redone, interrupted ones continue",
+        help=f"output directory ({out_help}); rerunning with the same DIR resumes: finished runs are not "
+        "redone, interrupted ones continue; one writer at a time per DIR",
     )
-    g.add_argument(
-        "--model", choices=["nin", "vgg11", "resnet18", "cnn", "cnn1d", "mlp"], help="replace every task's network"
-    )
+    vocab = _vocabulary()
+    g.add_argument("--model", choices=list(vocab[2]) if vocab else None, help="replace every task's network")
     g.add_argument(
         "--width",
         type=_positive_float,
@@ -108,14 +171,28 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--grid-points", type=_positive_int, metavar="K", help="try only the K central values of each gamma0 grid"
     )
     g.add_argument(
+        "--grid-extensions",
+        type=_nonnegative_int,
+        metavar="N",
+        help="how many log steps a gamma0 grid may grow past an end while the best value sits there "
+        "(default: the suite's, 3)",
+    )
+    g.add_argument(
         "--workers",
         type=_positive_int,
-        default=_default_workers(),
-        help="independent runs in parallel processes, one torch thread each (default: %(default)s)",
+        help="independent runs in parallel processes, one torch thread each; on a GPU they share the device "
+        f"(default: the suite's own, gpu-paper's 6; else {_default_workers()})",
     )
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--no-figures", action="store_true", help="write the report without PNG figures")
+    g.add_argument("--repair", action="store_true", help=_REPAIR_HELP)
+
+
+_REPAIR_HELP = (
+    "first repair OUT/results.jsonl: keep every valid record, move every bad line to results.jsonl.rejected "
+    "(the runs that lose a record are run again, with the same numbers)"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -130,12 +207,13 @@ def register(subparsers: Any) -> None:
             "weights; per-epoch results appended to OUT/results.jsonl; then OUT/report.md and figures.",
             100,
         ),
-        epilog=_SUITE_HELP,
+        epilog=suite_help(),
         formatter_class=fmt,
     )
+    vocab = _vocabulary()
     p.add_argument(
         "--suite",
-        choices=["quick", "cpu-paper", "paper"],
+        choices=list(vocab[0]) if vocab else None,
         default="quick",
         help="which suite to run (default: quick; see below)",
     )
@@ -146,6 +224,12 @@ def register(subparsers: Any) -> None:
         help="run the suite's network and budget on these data sets instead (e.g. --suite paper --dataset cifar10)",
     )
     p.add_argument("--optimizers", nargs="+", metavar="SPEC", help="optimizers to compare (see below)")
+    p.add_argument(
+        "--text",
+        metavar="FILE",
+        help="UTF-8 text file for the suite's language-model task instead of the CPython stdlib sources "
+        "(e.g. tiny-shakespeare's input.txt; its path and SHA-256 are recorded)",
+    )
     p.add_argument("--seeds", type=_positive_int, help="number of seeds of the full runs")
     p.add_argument(
         "--lr",
@@ -155,7 +239,7 @@ def register(subparsers: Any) -> None:
         metavar="OPT=GAMMA0",
         help="skip gamma0 selection for OPT and use GAMMA0 (repeatable)",
     )
-    _add_common(p)
+    _add_common(p, _BENCH_OUT_HELP)
     p.set_defaults(func=_bench)
 
     r = subparsers.add_parser(
@@ -174,6 +258,7 @@ def register(subparsers: Any) -> None:
     )
     r.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
     r.add_argument("--title", help="title of the report")
+    r.add_argument("--repair", action="store_true", help=_REPAIR_HELP.replace("OUT/", "RUNDIR/"))
     r.set_defaults(func=_report)
 
     s = subparsers.add_parser(
@@ -187,7 +272,7 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--dataset",
         default="mnist1d",
-        choices=["digits", "mnist1d", "mnist5k", "fashion-mnist", "mnist", "cifar10", "cifar100"],
+        choices=list(vocab[3]) if vocab else None,
         help="data set (default: mnist1d)",
     )
     s.add_argument(
@@ -216,7 +301,7 @@ def register(subparsers: Any) -> None:
         "(default: INNA's grid 0.03..3; small beta needs gamma0 below about 2*beta)",
     )
     s.add_argument("--seeds", type=_positive_int, default=1, help="seeds per configuration (default: 1)")
-    _add_common(s)
+    _add_common(s, _SWEEP_OUT_HELP)
     s.set_defaults(func=_sweep)
 
 
@@ -228,31 +313,60 @@ def _command() -> str:
     )
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError
-    from .protocol import SUITES, run_suite, suite_with_overrides
-    from .report import write_report
-    from .runner import resolve_device
+def _interrupted(command: str, out: Path | None) -> int:
+    where = f" (--out {out})" if out is not None else ""
+    print(f"inna {command}: interrupted; rerun the same command to resume{where}: finished runs and epochs are kept",
+          file=sys.stderr)  # fmt: skip
+    return 130
 
+
+def _failed(command: str, err: BaseException) -> int:
+    from .execution import WorkerError
+
+    text = str(err) if isinstance(err, WorkerError) else " ".join(str(err).split())  # one line, but tracebacks
+    print(f"inna {command}: error: {text}", file=sys.stderr)
+    return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .errors import BenchError
+    from .execution import WorkerError
+
+    return (BenchError, ValueError, OSError, WorkerError)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    out: Path | None = None
     try:
+        from .protocol import SUITES, run_suite, suite_with_overrides
+        from .report import write_report
+        from .training import resolve_device
+
         device = resolve_device(args.device)
-        datasets = args.dataset
-        if args.suite == "paper" and not datasets:
-            datasets = ["cifar100"]
+        base = SUITES[args.suite]
+        datasets = args.dataset or base.default_datasets()
         suite = suite_with_overrides(
-            SUITES[args.suite], datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
+            base, datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
             tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
             test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
+            max_extensions=args.grid_extensions,
         )  # fmt: skip
-        out = Path(args.out or f"runs/{args.suite}" + (f"-{'-'.join(datasets)}" if datasets else ""))
+        if args.text:  # the LM task reads the user's text (--text FILE)
+            from .protocol import suite_with_text
+
+            suite = suite_with_text(suite, args.text)
+
+        workers = args.workers or suite.workers or _default_workers()
+        out = Path(args.out) if args.out else bench_out_default(args.suite, datasets)
         t0 = time.perf_counter()
-        run_suite(suite, out, data_dir=args.data_dir, device=device, workers=args.workers,
-                  fixed_lrs=dict(args.lr), progress=not args.no_progress)  # fmt: skip
+        run_suite(suite, out, data_dir=args.data_dir, device=device, workers=workers,
+                  fixed_lrs=dict(args.lr), progress=not args.no_progress, repair=args.repair)  # fmt: skip
         elapsed = time.perf_counter() - t0
         report, summary = write_report(out, figures=not args.no_figures, command=_command())
-    except (DatasetNotFoundError, ValueError) as err:
-        print(f"inna bench: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _interrupted("bench", out)
+    except _user_errors() as err:
+        return _failed("bench", err)
     print(summary)
     print(f"[inna bench] suite {suite.name} finished in {elapsed:.0f} s; results {out / 'results.jsonl'}, "
           f"report {report}" + ("" if args.no_figures else f", figures {out / 'figures'}/"))  # fmt: skip
@@ -260,45 +374,57 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
-
     try:
-        report, summary = write_report(args.rundir, target_loss=args.target_loss, figures=not args.no_figures,
+        from .records import repair_results
+        from .report import write_report
+        from .rundir import open_run_dir
+
+        rundir = Path(args.rundir)
+        if args.repair:
+            if not (rundir / "results.jsonl").is_file():
+                raise ValueError(f"{rundir / 'results.jsonl'} does not exist: nothing to repair")
+            with open_run_dir(rundir):
+                print(f"[inna report] repair: {repair_results(rundir / 'results.jsonl').summary()}")
+        report, summary = write_report(rundir, target_loss=args.target_loss, figures=not args.no_figures,
                                        title=args.title)  # fmt: skip
-    except FileNotFoundError as err:
-        print(f"inna report: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _interrupted("report", None)
+    except _user_errors() as err:
+        return _failed("report", err)
     print(summary)
     print(f"[inna report] wrote {report}")
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .data import DATASETS, DatasetNotFoundError
-    from .protocol import Task
-    from .report import write_report
-    from .runner import resolve_device
-    from .sweep import run_sweep, write_sweep_report
-
+    out: Path | None = None
     try:
+        from .data import DATASETS
+        from .protocol import Task
+        from .report import write_report
+        from .sweep import run_sweep, write_sweep_report
+        from .training import resolve_device
+
         if args.dataset not in DATASETS:
             raise ValueError(f"Unknown dataset {args.dataset!r}; allowed values: {', '.join(DATASETS)}")
         device = resolve_device(args.device)
-        model = args.model or ("cnn1d" if args.dataset == "mnist1d" else "mlp")
+        model = args.model or sweep_model_default(args.dataset)
         epochs = args.epochs or 5
         task = Task(f"{args.dataset}-{model}", args.dataset, model, epochs=epochs,
                     tune_epochs=args.tune_epochs or epochs, width=args.width or 1.0,
                     batch_size=args.batch_size or 32, train_subset=args.train_subset,
                     test_subset=args.test_subset)  # fmt: skip
-        out = Path(args.out or f"runs/sweep-{task.name}")
+        out = Path(args.out) if args.out else sweep_out_default(args.dataset, model)
         run_sweep(task, out, alphas=args.alphas, betas=args.betas, powers=args.powers, baselines=args.baselines,
                   grid=args.grid, seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
-                  workers=args.workers, progress=not args.no_progress)  # fmt: skip
+                  workers=args.workers or _default_workers(), progress=not args.no_progress, repair=args.repair,
+                  max_extensions=args.grid_extensions)  # fmt: skip
         path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command())
         write_report(out, figures=not args.no_figures, command=_command())
-    except (DatasetNotFoundError, ValueError) as err:
-        print(f"inna sweep: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _interrupted("sweep", out)
+    except _user_errors() as err:
+        return _failed("sweep", err)
     print(path.read_text(encoding="utf-8"))
     print(f"[inna sweep] wrote {path} and {out / 'sweep.png'}")
     return 0

@@ -9,6 +9,13 @@ as the original ``.tar.gz``).
 
 Every loader returns a :class:`Dataset` with float32 inputs scaled to [0, 1] (as in the authors' Keras examples:
 pixels / 255, no mean subtraction, no augmentation) and int64 labels.
+
+Every file is checked as it is read, and a damaged one is a :class:`~inna.bench.errors.DatasetFileError` that
+names it and says what is wrong: a bad gzip stream, a truncated or foreign file, a pickle that is not a CIFAR
+batch, missing keys, wrong shapes, a label count different from the image count, labels outside
+``[0, classes)``. Images must be stored as uint8 pixels (IDX type ``0x08``, CIFAR's uint8 ``data``), the
+official formats: the loaders divide by 255, so images stored as other types (float32 IDX files, say, already
+scaled or not) are refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -19,19 +26,26 @@ import io
 import os
 import pickle
 import tarfile
+import zipfile
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from .errors import BenchError, DatasetFileError
 
 __all__ = [
     "DATASETS",
     "FASHION_MNIST_SYSTEM_DIR",
     "Dataset",
+    "DatasetFileError",
     "DatasetNotFoundError",
     "dataset_available",
+    "is_text_dataset",
     "load_cifar10",
     "load_cifar100",
     "load_dataset",
@@ -40,6 +54,8 @@ __all__ = [
     "load_mnist",
     "load_mnist1d",
     "load_mnist5k",
+    "load_stdlib_text",
+    "load_text_dataset",
     "read_idx",
 ]
 
@@ -49,7 +65,7 @@ FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(BenchError, FileNotFoundError):
     """A dataset's files are not where they were looked for; the message says which files to put where."""
 
 
@@ -61,8 +77,11 @@ class Dataset:
         name: the registry name (``"fashion-mnist"``, ...).
         x_train, x_test: float32 inputs, ``(N, D)`` for vectors, ``(N, C, L)`` for 1-D signals,
             ``(N, C, H, W)`` for images, scaled to [0, 1] for images.
-        y_train, y_test: int64 class indices.
-        num_classes: number of classes.
+        y_train, y_test: int64 class indices; for a text data set (:func:`load_text_dataset`) ``x`` are int64
+            windows of token ids ``(N, block)`` and ``y`` the same windows shifted by one character.
+        num_classes: number of classes (the vocabulary size for text).
+        info: what identifies the data beyond its name (for text: the corpus source, file list, SHA-256); it
+            is written into the suite and run records. Empty for the image and signal sets.
     """
 
     name: str
@@ -71,6 +90,7 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -78,7 +98,8 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> Dataset:
-        """A copy keeping ``train`` training and ``test`` test examples, drawn without replacement, class-stratified.
+        """A copy keeping ``train`` training and ``test`` test examples, drawn without replacement, class-stratified
+        (for sequence labels, 2-D ``y``: a uniform draw of whole windows), kept in their original order.
 
         The draw depends only on ``seed`` (not on the global RNG), so every optimizer sees the same subset.
         """
@@ -87,6 +108,7 @@ class Dataset:
             *_take(self.x_train, self.y_train, train, seed, "train"),
             *_take(self.x_test, self.y_test, test, seed + 1, "test"),
             self.num_classes,
+            dict(self.info),
         )
 
 
@@ -103,7 +125,11 @@ def _take(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int, what: str)
         return x, y
     if n <= 0:
         raise ValueError(f"Invalid {what} subset size: {n} (must be a positive integer)")
-    keep = torch.from_numpy(np.sort(_stratified_order(y.numpy(), seed)[:n]))
+    if y.ndim == 1:
+        order = _stratified_order(y.numpy(), seed)
+    else:  # sequence targets (text windows): no class to stratify on, a seeded uniform draw of whole windows
+        order = np.random.default_rng(seed).permutation(len(y))
+    keep = torch.from_numpy(np.sort(order[:n]))
     return x[keep], y[keep]
 
 
@@ -118,6 +144,25 @@ def _labels(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(array, dtype=np.int64).copy())
 
 
+def _why(err: BaseException) -> str:
+    """``Type: message`` on one line (some errors, tarfile's, span several)."""
+    return f"{type(err).__name__}: " + " ".join(str(err).split())
+
+
+def _check_labels(labels: np.ndarray, n: int, classes: int, where: str, what: str) -> None:
+    """Labels must be a 1-D integer array of ``n`` class indices in ``[0, classes)``."""
+    if labels.ndim != 1:
+        raise DatasetFileError(f"{where}: expected labels of shape (N,), got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise DatasetFileError(f"{where}: labels must be integers, got {labels.dtype.name}")
+    if len(labels) != n:
+        raise DatasetFileError(f"{where}: {len(labels)} labels for {n} {what}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)]
+        raise DatasetFileError(f"{where}: label {int(bad[0])} is outside [0, {classes}) "
+                               f"({len(bad)} such labels)")  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------- IDX (MNIST)
 
 
@@ -128,18 +173,23 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     dimension), so this reads any IDX file, not only the 28×28 ones.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    if path.suffix == ".gz":
+        try:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+            raise DatasetFileError(f"{path} is not a valid gzip file ({_why(err)})") from None
+    else:
+        raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
+        raise DatasetFileError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     offset = 4 + 4 * ndim
     count = int(np.prod(dims)) if dims else 1
     if len(raw) - offset < count * dtype.itemsize:
-        raise ValueError(f"{path} is truncated: header says {dims}, file has {len(raw) - offset} data bytes")
+        raise DatasetFileError(f"{path} is truncated: header says {dims}, file has {len(raw) - offset} data bytes")
     return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(dims)
 
 
@@ -167,8 +217,14 @@ def _load_idx_dataset(name: str, directory: Path, hint: str) -> Dataset:
         raise DatasetNotFoundError(f"{name}: missing {', '.join(missing)} (optionally .gz) in {directory}. {hint}")
     arrays = {key: read_idx(p) for key, p in paths.items() if p is not None}
     for split in ("train", "test"):
-        if len(arrays[split, "images"]) != len(arrays[split, "labels"]):
-            raise ValueError(f"{name}: {split} images and labels have different lengths in {directory}")
+        images, labels = arrays[split, "images"], arrays[split, "labels"]
+        ipath, lpath = paths[split, "images"], paths[split, "labels"]
+        if images.ndim != 3:
+            raise DatasetFileError(f"{ipath}: expected images of shape (N, H, W), got shape {images.shape}")
+        if images.dtype != np.uint8:
+            raise DatasetFileError(f"{ipath}: images must be uint8 pixels (IDX type 0x08), got {images.dtype.name}; "
+                                   "the loader scales pixels by 1/255 and does not guess other encodings")  # fmt: skip
+        _check_labels(labels, len(images), 10, str(lpath), f"images in {ipath.name}")
     return Dataset(
         name,
         _images(arrays["train", "images"]),
@@ -224,42 +280,67 @@ def _resolve_subdir(root: Path, candidates: tuple[str, ...]) -> Path:
 # --------------------------------------------------------------------------------------------------- CIFAR
 
 
-def _cifar_members(root: Path, folder: str, archive: str, names: list[str], hint: str) -> dict[str, bytes]:
-    """The raw bytes of the named batch files, from ``root/folder``, ``root`` itself, or ``root/archive``."""
+def _cifar_members(root: Path, folder: str, archive: str, names: list[str], hint: str) -> dict[str, tuple[str, bytes]]:
+    """name → (where it was read, its raw bytes) for the named batch files, from ``root/folder``, ``root``
+    itself, or ``root/archive``."""
     for directory in (root / folder, root):
         if all((directory / n).is_file() for n in names):
-            return {n: (directory / n).read_bytes() for n in names}
+            return {n: (str(directory / n), (directory / n).read_bytes()) for n in names}
     if (root / archive).is_file():
-        out: dict[str, bytes] = {}
-        with tarfile.open(root / archive, "r:*") as tar:
-            for n in names:
-                try:
-                    member = tar.extractfile(f"{folder}/{n}")
-                except KeyError:
-                    member = None
-                if member is None:
-                    raise DatasetNotFoundError(f"{root / archive} has no {folder}/{n}. {hint}")
-                out[n] = member.read()
+        out: dict[str, tuple[str, bytes]] = {}
+        try:
+            with tarfile.open(root / archive, "r:*") as tar:
+                for n in names:
+                    try:
+                        member = tar.extractfile(f"{folder}/{n}")
+                    except KeyError:
+                        member = None
+                    if member is None:
+                        raise DatasetNotFoundError(f"{root / archive} has no {folder}/{n}. {hint}")
+                    out[n] = (f"{root / archive}:{folder}/{n}", member.read())
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+            if isinstance(err, DatasetNotFoundError):
+                raise
+            raise DatasetFileError(f"{root / archive} is not a readable .tar.gz archive "
+                                   f"({_why(err)})") from None  # fmt: skip
         return out
     raise DatasetNotFoundError(
         f"no {', '.join(names)} under {root} (nor under {root / folder}, nor {root / archive}). {hint}"
     )
 
 
-def _unpickle(raw: bytes, what: str) -> dict[bytes, object]:
-    batch = pickle.load(io.BytesIO(raw), encoding="bytes")
+def _unpickle(where: str, raw: bytes) -> dict[bytes, object]:
+    try:
+        batch = pickle.load(io.BytesIO(raw), encoding="bytes")
+    except Exception as err:  # UnpicklingError, EOFError ("truncated"), ValueError, ... on a damaged file
+        raise DatasetFileError(f"{where} is not a readable CIFAR python batch (a pickle): "
+                               f"{_why(err)}") from None  # fmt: skip
     if not isinstance(batch, dict) or b"data" not in batch:
-        raise ValueError(f"{what}: not a CIFAR python batch (expected a dict with b'data')")
+        keys = sorted(batch)[:5] if isinstance(batch, dict) else type(batch).__name__
+        raise DatasetFileError(f"{where}: not a CIFAR python batch (expected a dict with b'data', got {keys})")
     return batch
 
 
-def _cifar_arrays(batches: list[dict[bytes, object]], label_key: bytes, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_arrays(
+    members: dict[str, tuple[str, bytes]], names: list[str], label_key: bytes, classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     data, labels = [], []
-    for batch in batches:
+    for n in names:
+        where, raw = members[n]
+        batch = _unpickle(where, raw)
         if label_key not in batch:
-            raise ValueError(f"{what}: batch has no {label_key!r} key")
-        data.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+            raise DatasetFileError(f"{where}: the batch has no {label_key!r} key (keys: {sorted(batch)})")
+        x = np.asarray(batch[b"data"])
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+            raise DatasetFileError(f"{where}: b'data' must be uint8 of shape (N, 3072), got {x.dtype.name} "
+                                   f"of shape {x.shape}")  # fmt: skip
+        try:
+            y = np.asarray(batch[label_key])
+        except (TypeError, ValueError) as err:
+            raise DatasetFileError(f"{where}: {label_key!r} is not a list of labels ({err})") from None
+        _check_labels(y, len(x), classes, where, "images")
+        data.append(x.reshape(-1, 3, 32, 32))
+        labels.append(y.astype(np.int64))
     return np.concatenate(data), np.concatenate(labels)
 
 
@@ -275,8 +356,8 @@ def load_cifar10(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
         raise DatasetNotFoundError(f"cifar10: no --data-dir given. {hint}")
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     raw = _cifar_members(Path(data_dir), "cifar-10-batches-py", "cifar-10-python.tar.gz", names, hint)
-    train = _cifar_arrays([_unpickle(raw[n], n) for n in names[:5]], b"labels", "cifar10")
-    test = _cifar_arrays([_unpickle(raw["test_batch"], "test_batch")], b"labels", "cifar10")
+    train = _cifar_arrays(raw, names[:5], b"labels", 10)
+    test = _cifar_arrays(raw, ["test_batch"], b"labels", 10)
     return Dataset("cifar10", _images(train[0]), _labels(train[1]), _images(test[0]), _labels(test[1]), 10)
 
 
@@ -291,8 +372,8 @@ def load_cifar100(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     if data_dir is None:
         raise DatasetNotFoundError(f"cifar100: no --data-dir given. {hint}")
     raw = _cifar_members(Path(data_dir), "cifar-100-python", "cifar-100-python.tar.gz", ["train", "test"], hint)
-    train = _cifar_arrays([_unpickle(raw["train"], "train")], b"fine_labels", "cifar100")
-    test = _cifar_arrays([_unpickle(raw["test"], "test")], b"fine_labels", "cifar100")
+    train = _cifar_arrays(raw, ["train"], b"fine_labels", 100)
+    test = _cifar_arrays(raw, ["test"], b"fine_labels", 100)
     return Dataset("cifar100", _images(train[0]), _labels(train[1]), _images(test[0]), _labels(test[1]), 100)
 
 
@@ -334,8 +415,12 @@ def load_mnist1d(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     (default ``$XDG_CACHE_HOME/inna``). Inputs are ``(N, 40)``."""
     cache = _cache_dir(data_dir) / "mnist1d.npz"
     if cache.is_file():
-        with np.load(cache) as z:
-            arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
+        try:
+            with np.load(cache) as z:
+                arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise DatasetFileError(f"{cache} is a damaged mnist1d cache ({_why(err)}); delete it "
+                                   "and it is generated again") from None  # fmt: skip
     else:
         try:
             from mnist1d.data import get_dataset_args, make_dataset
@@ -378,11 +463,72 @@ def load_mnist5k(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     return _split(Dataset("mnist5k", x, y, x[:0], y[:0], 10), n_test=1000, seed=1234)
 
 
+# --------------------------------------------------------------------------------------------------- text (LM task)
+
+#: Context length (characters) of the language-model task's windows, and the held-out fraction of the text.
+TEXT_BLOCK = 64
+TEXT_VAL_FRACTION = 0.1
+
+#: ``text:PATH`` names a user's UTF-8 text file as a data set (``inna bench --text FILE``).
+TEXT_PREFIX = "text:"
+
+
+def _text_dataset(corpus: Any, name: str, files: list[str]) -> Dataset:
+    info = {"kind": "text", "corpus": corpus.name, "source": corpus.source, "files": files,
+            "sha256": corpus.sha256, "vocab_size": corpus.vocab_size, "block": TEXT_BLOCK,
+            "val_fraction": TEXT_VAL_FRACTION, "train_windows": len(corpus.x_train),
+            "val_windows": len(corpus.x_val)}  # fmt: skip
+    return Dataset(
+        name,
+        torch.from_numpy(corpus.x_train),
+        torch.from_numpy(corpus.y_train),
+        torch.from_numpy(corpus.x_val),
+        torch.from_numpy(corpus.y_val),
+        corpus.vocab_size,
+        info,
+    )
+
+
+def load_stdlib_text(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
+    """Character-level text: the pinned CPython standard-library files (:data:`~inna.bench.text.STDLIB_FILES`)
+    of the running interpreter, as windows of :data:`TEXT_BLOCK` token ids; ``y`` is ``x`` shifted by one
+    character; the last :data:`TEXT_VAL_FRACTION` of the text is the test (validation) split. ``data_dir`` is
+    not used. The records carry the text's SHA-256 and the file list."""
+    from .text import STDLIB_FILES, TextCorpusError, load_text_corpus
+
+    try:
+        corpus = load_text_corpus(None, block=TEXT_BLOCK, val_fraction=TEXT_VAL_FRACTION)
+    except TextCorpusError as err:
+        raise DatasetNotFoundError(f"stdlib-text: {err}") from None
+    return _text_dataset(corpus, "stdlib-text", list(STDLIB_FILES))
+
+
+def load_text_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Character-level text from a user's UTF-8 file (e.g. tiny-shakespeare's ``input.txt``), windowed and split
+    like :func:`load_stdlib_text`; the data set is named ``text:PATH``."""
+    from .text import TextCorpusError, load_text_corpus
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"--text {path}: no such file (expected a UTF-8 text file)")
+    try:
+        corpus = load_text_corpus(path, block=TEXT_BLOCK, val_fraction=TEXT_VAL_FRACTION)
+    except TextCorpusError as err:
+        raise DatasetFileError(str(err)) from None
+    return _text_dataset(corpus, f"{TEXT_PREFIX}{path}", [str(path)])
+
+
+def is_text_dataset(name: str) -> bool:
+    """Whether ``name`` is a character-level text data set (``stdlib-text`` or ``text:PATH``)."""
+    return name == "stdlib-text" or name.startswith(TEXT_PREFIX)
+
+
 #: name → loader(data_dir). ``data_dir`` is where user-provided files live (or the cache for mnist1d).
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist1d": load_mnist1d,
     "mnist5k": load_mnist5k,
+    "stdlib-text": load_stdlib_text,
     "fashion-mnist": load_fashion_mnist,
     "mnist": load_mnist,
     "cifar10": load_cifar10,
@@ -391,14 +537,35 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:
-    """Load a data set by its registry name (see :data:`DATASETS`)."""
+    """Load a data set by its registry name (see :data:`DATASETS`), or ``text:PATH`` for a user's text file."""
+    if name.startswith(TEXT_PREFIX):
+        return _checked(load_text_dataset(name[len(TEXT_PREFIX) :]), data_dir)
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")
-    return DATASETS[name](data_dir)
+    return _checked(DATASETS[name](data_dir), data_dir)
+
+
+def _checked(ds: Dataset, data_dir: str | os.PathLike[str] | None) -> Dataset:
+    """Whatever the loader: as many labels as inputs, labels in [0, classes), finite inputs."""
+    where = f"{ds.name}" + (f" (from {data_dir})" if data_dir is not None else "")
+    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        if len(x) != len(y):
+            raise DatasetFileError(f"{where}: {len(y)} {split} labels for {len(x)} {split} inputs")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
+            raise DatasetFileError(f"{where}: a {split} label is outside [0, {ds.num_classes})")
+        if not bool(torch.isfinite(x).all()):
+            raise DatasetFileError(f"{where}: the {split} inputs hold NaN or infinite values")
+    if len(ds.y_train) == 0:
+        raise DatasetFileError(f"{where}: no training examples")
+    return ds
 
 
 def dataset_available(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
     """Whether :func:`load_dataset` can find the files (cheap: checks for files, reads nothing big)."""
+    if name.startswith(TEXT_PREFIX):
+        return Path(name[len(TEXT_PREFIX) :]).is_file()
+    if name == "stdlib-text":
+        return True  # always present; a missing stdlib file is an error naming it when loaded
     if name in ("digits", "mnist1d"):
         return importlib.util.find_spec("sklearn" if name == "digits" else "mnist1d") is not None
     if name == "mnist5k":

@@ -277,6 +277,22 @@ def _mlp(shape: tuple[int, ...], c: int, width: float) -> nn.Module:
     return MLP(math.prod(shape), c, (128, 128), width)
 
 
+# ------------------------------------------------------------------ the language-model task's network (TinyGPT)
+
+#: TinyGPT's shape at width 1 for the LM task: embedding width, blocks, heads (≈ 110k parameters on a
+#: 100-character vocabulary with a 64-character context). ``width`` scales the embedding width.
+GPT_DIM, GPT_LAYERS, GPT_HEADS = 64, 2, 4
+
+
+def _gpt(shape: tuple[int, ...], c: int, width: float) -> nn.Module:
+    from .transformer import TinyGPT
+
+    if len(shape) != 1:
+        raise ValueError(f"model 'gpt' needs token windows (T,); got inputs of shape {shape}")
+    dim = GPT_HEADS * max(1, round(GPT_DIM * _check_width(width) / GPT_HEADS))  # a multiple of the head count
+    return TinyGPT(c, shape[0], dim=dim, layers=GPT_LAYERS, heads=GPT_HEADS)
+
+
 #: name → builder(input_shape, num_classes, width)
 MODELS: dict[str, Callable[[tuple[int, ...], int, float], nn.Module]] = {
     "nin": _nin,
@@ -285,6 +301,7 @@ MODELS: dict[str, Callable[[tuple[int, ...], int, float], nn.Module]] = {
     "cnn": _small_cnn,
     "cnn1d": _cnn1d,
     "mlp": _mlp,
+    "gpt": _gpt,
 }
 
 

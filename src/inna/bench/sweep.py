@@ -14,17 +14,14 @@ import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .protocol import Suite, Task, run_suite
-from .runner import group_runs, read_records
+from .records import final_epoch, group_runs, latest_selections, require_records
+
+if TYPE_CHECKING:
+    from .protocol import Task
 
 __all__ = ["plot_sweep", "run_sweep", "sweep_table", "write_sweep_report"]
-
-
-def _spec(alpha: float, beta: float, power: float, grid: Sequence[float] | None = None) -> str:
-    text = f"inna:alpha={alpha:g}:beta={beta:g}:power={power:g}"
-    return text + (":grid=" + ",".join(f"{g:g}" for g in grid) if grid else "")
 
 
 def run_sweep(
@@ -38,24 +35,30 @@ def run_sweep(
     grid: Sequence[float] | None = None,
     seeds: int = 1,
     grid_points: int | None = None,
+    max_extensions: int | None = None,
     data_dir: str | None = None,
     device: str = "cpu",
     workers: int = 1,
     progress: bool = True,
     log: Any = print,
+    repair: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the sweep into ``out_dir``; returns one row per configuration (see :func:`sweep_table`).
 
     ``grid``: the γ₀ values tried for every INNA configuration (default: INNA's grid). Small β needs small γ₀
     (stiff directions relax at rate 1/β, so a constant step must stay below about 2β).
     """
+    from .optimizers import inna_spec
+    from .protocol import Suite, run_suite  # the training code, needed to run; reading results needs only records
+
     for name, values, ok in (("alphas", alphas, lambda v: v >= 0), ("betas", betas, lambda v: v > 0),
                              ("powers", powers, lambda v: v >= 0)):  # fmt: skip
         if not values or not all(math.isfinite(v) and ok(v) for v in values):
             raise ValueError(f"Invalid {name}: {list(values)} (alphas >= 0, betas > 0, powers >= 0, non-empty)")
     if grid is not None and (not grid or not all(math.isfinite(g) and g > 0 for g in grid)):
         raise ValueError(f"Invalid grid: {list(grid)} (positive numbers)")
-    specs = [_spec(a, b, q, grid) for q, a, b in itertools.product(powers, alphas, betas)]
+    grid_values = tuple(float(g) for g in grid) if grid else None
+    specs = [inna_spec(a, b, power=q, grid=grid_values) for q, a, b in itertools.product(powers, alphas, betas)]
     suite = Suite(
         "sweep",
         f"INNA (α, β, q) sweep on {task.name}: α ∈ {list(alphas)}, β ∈ {list(betas)}, q ∈ {list(powers)}, "
@@ -64,26 +67,30 @@ def run_sweep(
         tuple(specs) + tuple(baselines),
         seeds=seeds,
         grid_points=grid_points,
+        **({} if max_extensions is None else {"max_extensions": max_extensions}),
     )
-    run_suite(suite, out_dir, data_dir=data_dir, device=device, workers=workers, progress=progress, log=log)
+    run_suite(suite, out_dir, data_dir=data_dir, device=device, workers=workers, progress=progress, log=log,
+              repair=repair)  # fmt: skip
     return sweep_table(out_dir)
 
 
 def sweep_table(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows ``{optimizer, spec, alpha, beta, power, lr, loss, acc}`` from a sweep's results (loss, acc: mean over
     seeds of the final training loss and test accuracy; ``None`` when every γ₀ diverged)."""
-    records = read_records(Path(out_dir) / "results.jsonl")
-    runs = {rid: (epochs, end) for rid, _, epochs, end in group_runs(records)}
-    selections = {r["spec"]: r for r in records if r.get("type") == "selection"}
+    records = require_records(Path(out_dir) / "results.jsonl")
+    runs = {run.run_id: run for run in group_runs(records)}
     rows = []
-    for spec, sel in selections.items():
-        opts = dict(kv.split("=", 1) for kv in spec.split(":")[1:] if not kv.startswith("grid="))
+    for (_, spec), sel in latest_selections(records, key="spec").items():
+        if "options" in sel:  # the spec as recorded (an INNA configuration has α and β)
+            opts = {**sel["options"], "power": sel.get("power")} if sel.get("family") == "inna" else {}
+        else:  # results written before the selection recorded its options: read them off the spec text
+            opts = dict(kv.split("=", 1) for kv in spec.split(":")[1:] if "=" in kv and not kv.startswith("grid="))
         losses, accs = [], []
-        for rid in sel.get("run_ids", []):
-            epochs, end = runs.get(rid, ({}, None))
-            if end is not None and end.get("status") == "completed" and epochs:
-                last = epochs[max(epochs)]
+        for rid in sel["run_ids"]:
+            last = final_epoch(runs[rid]) if rid in runs else None
+            if last is not None and last["train_loss"] is not None:
                 losses.append(last["train_loss"])
+            if last is not None and last["test_acc"] is not None:
                 accs.append(last["test_acc"])
         rows.append({
             "optimizer": sel["optimizer"],

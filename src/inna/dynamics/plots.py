@@ -206,7 +206,7 @@ def figure_stability(out: Path) -> Path:
 
 def figure_toy(out: Path, progress_callback: Callable[[], None] | None = None) -> Path:
     """The paper's 2-D picture: three INNA settings, GD and heavy ball on the nonsmooth Rosenbrock."""
-    from .toy import TOY_LR, TOY_MINIMUM, TOY_SETTINGS, TOY_START, run_toy, valley_crossings
+    from .toy import TOY_LR, TOY_MINIMUM, TOY_SETTINGS, TOY_START, crossings_label, run_toy
 
     def j(pts: np.ndarray) -> np.ndarray:
         return 100 * (pts[..., 1] - np.abs(pts[..., 0])) ** 2 + np.abs(1 - pts[..., 0])
@@ -222,7 +222,7 @@ def figure_toy(out: Path, progress_callback: Callable[[], None] | None = None) -
         ax.plot(path[::2, 0], path[::2, 1], color=c, lw=1)
         ax.plot(*TOY_START, "kx", ms=9, mew=2)
         ax.plot(*TOY_MINIMUM, "rx", ms=9, mew=2)
-        ax.set_title(f"{title}\nvalley crossings: {valley_crossings(path, 1e-2)}", fontsize=10)
+        ax.set_title(f"{title}\n{crossings_label(path)}", fontsize=10)
         if progress_callback is not None:
             progress_callback()
     ax = axes[-1]

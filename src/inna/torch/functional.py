@@ -174,10 +174,12 @@ _KERNELS: OrderedDict[tuple, Callable[..., None]] = OrderedDict()
 _MAX_KERNELS = 64
 
 
-def _kernel(key: tuple) -> Callable[..., None]:
+def _kernel(key: tuple, reference: Callable[..., None] | None = None) -> Callable[..., None]:
+    """The compiled ``reference`` (default: INNA's) for ``key``."""
+    ref = _single_tensor_inna if reference is None else reference
+    key = (ref.__module__, ref.__qualname__, *key)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        ref = _single_tensor_inna
         clone = types.FunctionType(ref.__code__.replace(), ref.__globals__, ref.__name__, ref.__defaults__)
         clone.__kwdefaults__ = ref.__kwdefaults__
         kernel = _KERNELS[key] = torch.compile(clone, fullgraph=True, dynamic=False)
@@ -280,19 +282,11 @@ def inna(
         if amp_default_route(grads, grad_scale, found_inf):
             return
         grad_scale = found_inf = None
-    targets, target_grads = params, grads
-    if masters is not None and any(m is not None for m in masters):
-        if grad_scale is not None:
-            # Unscale before the upcast, in the gradients' own dtype, as the scaler's default route does.
-            torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
-            grad_scale = None
-        for p, m in zip(params, masters):
-            if m is not None:
-                # Adopt, element by element, what was written into the parameter outside the optimizer since
-                # the last step (model.load_state_dict, an EMA swap, ...): no host sync, one extra pass.
-                m.copy_(torch.where(p == m.to(p.dtype), m, p.to(m.dtype)))
-        targets = [p if m is None else m for p, m in zip(params, masters)]
-        target_grads = [g if m is None else g.to(m.dtype) for g, m in zip(grads, masters)]
+    if grad_scale is not None and masters is not None and any(m is not None for m in masters):
+        # Unscale before the upcast, in the gradients' own dtype, as the scaler's default route does.
+        torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
+        grad_scale = None
+    targets, target_grads = _master_targets(params, grads, masters)
     _dispatch(
         targets,
         target_grads,
@@ -308,6 +302,26 @@ def inna(
         grad_scale=grad_scale,
         found_inf=found_inf,
     )
+    _write_back(params, targets, masters)
+
+
+def _master_targets(
+    params: list[Tensor], grads: list[Tensor], masters: list[Tensor | None] | None
+) -> tuple[list[Tensor], list[Tensor]]:
+    """What the update runs on: each parameter, or its master copy (with the gradient upcast) where it has one."""
+    if masters is None or all(m is None for m in masters):
+        return params, grads
+    for p, m in zip(params, masters):
+        if m is not None:
+            # Adopt, element by element, what was written into the parameter outside the optimizer since
+            # the last step (model.load_state_dict, an EMA swap, ...): no host sync, one extra pass.
+            m.copy_(torch.where(p == m.to(p.dtype), m, p.to(m.dtype)))
+    targets = [p if m is None else m for p, m in zip(params, masters)]
+    return targets, [g if m is None else g.to(m.dtype) for g, m in zip(grads, masters)]
+
+
+def _write_back(params: list[Tensor], targets: list[Tensor], masters: list[Tensor | None] | None) -> None:
+    """Round the updated master copies into their low-precision parameters."""
     if targets is not params:
         for p, m in zip(params, masters):
             if m is not None:

@@ -1,20 +1,17 @@
-r"""The INNA optimizer for PyTorch: bookkeeping around :func:`inna.functional.inna`."""
+r"""The INNA optimizer for PyTorch: bookkeeping (shared with INNAprop in :mod:`._base`) around
+:func:`inna.torch.functional.inna`."""
 
 from __future__ import annotations
 
-import math
-import os
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from ..formulas import INNAStabilityWarning, stability_rule_broken, stability_warning_message
-from .functional import amp_default_route, initial_phase, inna, psi_from_phase
+from ..formulas import INNAStabilityWarning
+from ._base import InnaFamilyOptimizer, Range
+from .functional import amp_default_route, initial_phase, inna
 
 __all__ = ["INNA", "INNAStabilityWarning"]
 
@@ -34,65 +31,8 @@ _BACKFILL: dict[str, Any] = {
 #: The state kept per parameter (see the "State" section of :class:`INNA`); "master" only with state_dtype.
 STATE_KEYS = frozenset({"phase", "master"})
 
-_FLOAT_RANK = {torch.float16: 1, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
 
-
-def _master_dtype(param: Tensor, state_dtype: torch.dtype | None) -> torch.dtype | None:
-    """The dtype of the master copy for ``param``, or None when the parameter's own precision suffices."""
-    if state_dtype is None or _FLOAT_RANK.get(param.dtype, 99) >= _FLOAT_RANK[state_dtype]:
-        return None
-    return state_dtype
-
-
-def _caller_stacklevel() -> int:
-    """The stacklevel that points a warning at the first frame outside inna and torch (the user's step())."""
-    import sys
-
-    frame, level = sys._getframe(1), 1
-    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))  # inna/, torch/
-    while frame is not None and frame.f_code.co_filename.startswith(inside):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"Tensor {name} must be 1-element, got shape {tuple(value.shape)}")
-        return float(value.detach().reshape(()).item())
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"INNA: {name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
-def _check_hyperparameters(group: dict[str, Any]) -> None:
-    """Raise ValueError naming the first hyperparameter of ``group`` outside its allowed range."""
-    ranges = [
-        ("lr", group["lr"], "0 <= lr < inf", lambda v: v >= 0),
-        ("alpha", group["alpha"], "0 <= alpha < inf", lambda v: v >= 0),
-        ("beta", group["beta"], "0 < beta < inf", lambda v: v > 0),
-        ("weight_decay", group.get("weight_decay", 0.0), "0 <= weight_decay < inf", lambda v: v >= 0),
-    ]
-    if group.get("initial_speed") is not None:
-        ranges.append(("initial_speed", group["initial_speed"], "0 <= initial_speed < inf or None", lambda v: v >= 0))
-    for name, value, allowed, ok in ranges:
-        if name != "lr" and isinstance(value, Tensor):
-            raise TypeError(f"INNA: {name} must be a float, not a Tensor (only lr may be a Tensor)")
-        v = _as_float(name, value)
-        if not math.isfinite(v) or not ok(v):
-            raise ValueError(f"Invalid {name} value: {v} (INNA requires {allowed})")
-    if group.get("fused") and group.get("foreach"):
-        raise ValueError("INNA: `fused` and `foreach` cannot both be True")
-    if group.get("differentiable") and (group.get("fused") or group.get("foreach")):
-        raise ValueError("INNA: `differentiable=True` is only supported with foreach=False and fused=False")
-    state_dtype = group.get("state_dtype")
-    if state_dtype is not None and state_dtype not in (torch.float32, torch.float64):
-        raise ValueError(
-            f"Invalid state_dtype value: {state_dtype} (INNA requires None, torch.float32 or torch.float64)"
-        )
-
-
-class INNA(Optimizer):
+class INNA(InnaFamilyOptimizer):
     r"""INNA, the Inertial Newton Algorithm of Castera, Bolte, Févotte and Pauwels (JMLR 2021).
 
     INNA is the explicit Euler discretisation of the first-order lifting of DIN,
@@ -174,6 +114,10 @@ class INNA(Optimizer):
         This format is stable: later versions will load it.
     """
 
+    NAME = "INNA"
+    BACKFILL = _BACKFILL
+    STATE_KEYS = STATE_KEYS
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
@@ -203,8 +147,6 @@ class INNA(Optimizer):
             differentiable=differentiable,
             state_dtype=state_dtype,
         )
-        _check_hyperparameters(defaults)
-        self._warned_unstable = False
         super().__init__(params, defaults)
 
     @property
@@ -213,18 +155,19 @@ class INNA(Optimizer):
         route: unscaling and skipping happen in the kernel, with no host sync)."""
         return bool(self.defaults.get("fused"))
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a parameter group; its hyperparameters are checked before anything changes."""
-        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        _check_hyperparameters(merged)
-        super().add_param_group(param_group)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("_warned_unstable", False)
-        for group in self.param_groups:
-            for key, value in _BACKFILL.items():
-                group.setdefault(key, value)
+    @classmethod
+    def _ranges(cls, group: dict[str, Any]) -> list[Range]:
+        ranges: list[Range] = [
+            ("lr", group["lr"], "0 <= lr < inf", lambda v: v >= 0),
+            ("alpha", group["alpha"], "0 <= alpha < inf", lambda v: v >= 0),
+            ("beta", group["beta"], "0 < beta < inf", lambda v: v > 0),
+            ("weight_decay", group.get("weight_decay", 0.0), "0 <= weight_decay < inf", lambda v: v >= 0),
+        ]
+        if group.get("initial_speed") is not None:
+            ranges.append(
+                ("initial_speed", group["initial_speed"], "0 <= initial_speed < inf or None", lambda v: v >= 0)
+            )
+        return ranges
 
     def _init_group(
         self,
@@ -236,17 +179,12 @@ class INNA(Optimizer):
     ) -> None:
         """Collect the parameters of ``group`` that have a gradient, creating their state lazily."""
         with_grad = [p for p in group["params"] if p.grad is not None]
-        if any(p.grad.is_sparse for p in with_grad):  # before any state is created
-            raise RuntimeError("INNA does not support sparse gradients")
+        self._reject_sparse(with_grad)
         for p in with_grad:
             params.append(p)
             grads.append(p.grad)
             state = self.state[p]
-            master_dtype = _master_dtype(p, group["state_dtype"])
-            if master_dtype is None:
-                state.pop("master", None)  # state_dtype switched off: the parameter holds the values
-            elif "master" not in state or state["master"].dtype != master_dtype:
-                state["master"] = p.detach().to(master_dtype, copy=True)
+            master_dtype = self._master(p, state, group["state_dtype"])
             if "phase" not in state:
                 state["phase"] = initial_phase(
                     p if master_dtype is None else state["master"],
@@ -273,15 +211,14 @@ class INNA(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if not self._warned_unstable and not torch.compiler.is_compiling():
-            self._warn_if_unstable()
+        self._maybe_warn_unstable()
         # GradScaler's fused route (see _step_supports_amp_scaling) sets these two attributes around step().
         grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         if (grad_scale is not None or found_inf is not None) and self._some_state_missing():
             # A parameter's first step: its initial phase needs the unscaled gradient and a skipped first step
             # must create no state, so this step takes the scaler's default route (one host read of found_inf).
-            grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
-            if amp_default_route(grads, grad_scale, found_inf):
+            grads_ = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+            if amp_default_route(grads_, grad_scale, found_inf):
                 return loss
             grad_scale = found_inf = None
         with torch.set_grad_enabled(self.defaults["differentiable"]):
@@ -316,116 +253,3 @@ class INNA(Optimizer):
             for group in self.param_groups
             for p in group["params"]
         )
-
-    def _warn_if_unstable(self) -> None:
-        for i, group in enumerate(self.param_groups):
-            lr = group["lr"]
-            if isinstance(lr, Tensor):
-                if lr.device.type != "cpu":
-                    continue  # reading it would synchronise the device every step
-                lr = lr.item()
-            alpha, beta = group["alpha"], group["beta"]
-            if stability_rule_broken(lr, alpha, beta):
-                self._warned_unstable = True
-                warnings.warn(
-                    stability_warning_message("INNA", f"param group {i}", lr, alpha, beta),
-                    INNAStabilityWarning,
-                    stacklevel=_caller_stacklevel(),
-                )
-                return
-
-    def psi(self, param: Tensor) -> Tensor | None:
-        r"""The paper's :math:`\psi` for ``param`` (``None`` before its first step)."""
-        state = self.state.get(param)
-        if not state or "phase" not in state:
-            return None
-        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-        theta = state.get("master", param)
-        return psi_from_phase(theta, state["phase"], alpha=group["alpha"], beta=group["beta"])
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by :meth:`state_dict`.
-
-        The state is checked against this optimizer before anything changes: a state dict from another
-        optimizer, from another model (other group sizes or parameter shapes) or with out-of-range
-        hyperparameters raises ``ValueError`` saying what does not match, and leaves the optimizer as it was.
-        """
-        state_dict = state_dict.copy()
-        for hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = hook(self, state_dict)
-            if result is not None:
-                state_dict = result
-        keep_dtype = self._check_loadable(state_dict)
-        hooks = self._optimizer_load_state_dict_pre_hooks
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # already applied above
-        try:
-            super().load_state_dict(state_dict)
-        finally:
-            self._optimizer_load_state_dict_pre_hooks = hooks
-        # The base class casts floating state to the parameter's dtype; a high-precision state (state_dtype)
-        # must come back exactly as saved.
-        for param, key, saved in keep_dtype:
-            self.state[param][key] = saved.to(device=param.device, copy=True)
-
-    def _check_loadable(self, state_dict: dict[str, Any]) -> list[tuple[Tensor, str, Tensor]]:
-        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
-            raise ValueError(
-                "INNA.load_state_dict: expected a dict with 'state' and 'param_groups' (from state_dict())"
-            )
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"INNA.load_state_dict: the state dict has {len(saved_groups)} parameter groups, "
-                f"this optimizer has {len(self.param_groups)}"
-            )
-        index_to_param: dict[Any, tuple[int, Tensor, str]] = {}
-        for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            missing = [k for k in ("lr", "alpha", "beta") if k not in saved]
-            if missing:
-                raise ValueError(
-                    f"INNA.load_state_dict: parameter group {g} lacks {missing}: this state dict was not saved by "
-                    f"INNA (its group keys are {sorted(k for k in saved if k != 'params')})"
-                )
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(
-                    f"INNA.load_state_dict: parameter group {g} has {len(saved['params'])} parameters in the state "
-                    f"dict and {len(group['params'])} in this optimizer: the state dict comes from another model"
-                )
-            try:
-                _check_hyperparameters({**_BACKFILL, **saved})
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"INNA.load_state_dict: parameter group {g}: {err}") from err
-            names = group.get("param_names") or [""] * len(group["params"])
-            for i, (key, param, name) in enumerate(zip(saved["params"], group["params"], names)):
-                index_to_param[key] = (g, param, name or f"#{i}")
-        keep_dtype: list[tuple[Tensor, str, Tensor]] = []
-        for key, value in state_dict["state"].items():
-            if key not in index_to_param:
-                continue
-            g, param, name = index_to_param[key]
-            # load_state_dict replaces a group's options by the saved ones, state_dtype included
-            wanted = _master_dtype(param, state_dict["param_groups"][g].get("state_dtype"))
-            where = f"parameter {name} of group {g}"
-            unknown = set(value) - STATE_KEYS
-            if unknown or "phase" not in value:
-                raise ValueError(
-                    f"INNA.load_state_dict: the state of {where} has keys {sorted(value)}, INNA keeps "
-                    f"{sorted(STATE_KEYS)}: this state dict was not saved by INNA"
-                )
-            for state_key, tensor in value.items():
-                if isinstance(tensor, Tensor) and (
-                    tensor.is_complex() != param.is_complex() or not (tensor.is_floating_point() or tensor.is_complex())
-                ):
-                    raise ValueError(
-                        f"INNA.load_state_dict: the saved {state_key} of {where} has dtype {tensor.dtype} but the "
-                        f"parameter has dtype {param.dtype}: the state dict comes from another model"
-                    )
-                if not isinstance(tensor, Tensor) or tensor.shape != param.shape:
-                    shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-                    raise ValueError(
-                        f"INNA.load_state_dict: the saved {state_key} of {where} has shape {shape} but the parameter "
-                        f"has shape {tuple(param.shape)}: the state dict comes from another model"
-                    )
-                if wanted is not None and tensor.dtype == wanted:
-                    keep_dtype.append((param, state_key, tensor))
-        return keep_dtype

@@ -1,0 +1,108 @@
+r"""The PyTorch backend's multi-tensor updates for :mod:`inna.keras` (imported only on that backend).
+
+Keras steps a custom optimizer one variable at a time in Python (``update_step``), which on the PyTorch backend
+costs several kernel launches and Python dispatches per variable. Keras's built-in optimizers replace that loop with
+``torch._foreach_*`` kernels over all variables; these functions do the same for INNA and INNAprop, computing the
+same update as ``update_step`` (the tests prove the two equal in float64 and time both in
+``benchmarks/keras_step_time.py``). INNA's kernels are :func:`inna.torch.functional.inna`'s ``foreach`` path, the one
+that :class:`inna.INNA` runs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from keras import ops
+
+from ..formulas import inna_coefficients, innaprop_decay_phase_shift, rms_bias_correction
+from ..torch.functional import inna as inna_update
+
+__all__ = ["STEPS", "inna_step", "innaprop_step"]
+
+
+def _scalar(value: Any) -> float:
+    return float(ops.convert_to_numpy(value))
+
+
+def _as_dtype(grad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return grad if grad.dtype == dtype else grad.to(dtype)
+
+
+@torch.no_grad()
+def inna_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: Any) -> None:
+    """INNA's update (``INNA.update_step``) on all ``variables`` at once."""
+    lr = _scalar(learning_rate)
+    first = opt._initial_scale != 0.0 and int(_scalar(opt._step_count())) == 0
+    buckets: dict[float, tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]] = defaultdict(
+        lambda: ([], [], [])
+    )
+    for grad, variable in zip(grads, variables):
+        theta = variable.value
+        g = _as_dtype(grad, theta.dtype)
+        phase = opt._phases[opt._get_variable_index(variable)].value
+        wd = opt._decay_of(variable)
+        if first:  # phi_0 = (s - beta) g_0, g_0 without the decoupled decay
+            g0 = g if (wd == 0 or opt.decoupled_weight_decay) else g + wd * theta
+            phase.copy_(g0 * opt._initial_scale)
+        thetas, gs, phases = buckets[wd]
+        thetas.append(theta)
+        gs.append(g)
+        phases.append(phase)
+    for wd, (thetas, gs, phases) in buckets.items():
+        inna_update(
+            thetas,
+            gs,
+            phases,
+            lr=lr,
+            alpha=opt.alpha,
+            beta=opt.beta,
+            weight_decay=wd,
+            decoupled_weight_decay=opt.decoupled_weight_decay,
+            foreach=True,
+        )
+
+
+@torch.no_grad()
+def innaprop_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: Any) -> None:
+    """INNAprop's update (``INNAprop.update_step``) on all ``variables`` at once, one group per device and dtype."""
+    lr = _scalar(learning_rate)
+    bias_correction = rms_bias_correction(opt.sigma, int(_scalar(opt._step_count())) + 1)
+    c = inna_coefficients(lr, opt.alpha, opt.beta)
+    groups: dict[tuple[torch.device, torch.dtype], dict[str, list[torch.Tensor]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    decays: dict[float, tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
+    for grad, variable in zip(grads, variables):
+        theta = variable.value
+        index = opt._get_variable_index(variable)
+        group = groups[(theta.device, theta.dtype)]
+        group["theta"].append(theta)
+        group["grad"].append(_as_dtype(grad, theta.dtype))
+        group["phase"].append(opt._phases[index].value)
+        group["v"].append(opt._second_moments[index].value)
+        wd = opt._decay_of(variable)
+        if wd:
+            decays[wd][0].append(theta)
+            decays[wd][1].append(opt._phases[index].value)
+    for wd, (thetas, phases) in decays.items():
+        # the exact effect of theta <- (1 - lr wd) theta on the phase, theta read before the decay
+        torch._foreach_add_(phases, thetas, alpha=innaprop_decay_phase_shift(lr, wd, opt.alpha, opt.beta))
+        torch._foreach_mul_(thetas, 1 - lr * wd)
+    for group in groups.values():
+        thetas, gs, phases, vs = group["theta"], group["grad"], group["phase"], group["v"]
+        torch._foreach_mul_(vs, opt.sigma)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - opt.sigma)
+        denoms = torch._foreach_sqrt(vs)
+        torch._foreach_mul_(denoms, bias_correction)
+        torch._foreach_add_(denoms, opt.epsilon)
+        # theta <- theta - lr phi - lr beta g / D ;  phi <- (1 - lr alpha) phi + lr (1 - alpha beta) g / D
+        torch._foreach_add_(thetas, phases, alpha=-c.theta_phase)
+        torch._foreach_addcdiv_(thetas, gs, denoms, value=-c.theta_grad)
+        torch._foreach_mul_(phases, c.phase_decay)
+        torch._foreach_addcdiv_(phases, gs, denoms, value=c.phase_grad)
+
+
+#: The multi-tensor step of each optimizer class, by class name.
+STEPS = {"INNA": inna_step, "INNAprop": innaprop_step}

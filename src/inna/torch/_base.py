@@ -1,0 +1,325 @@
+r"""What the INNA family's ``torch.optim`` optimizers share: the bookkeeping around their updates.
+
+:class:`inna.INNA` and :class:`inna.INNAprop` differ in their update (:mod:`inna.torch.functional`,
+:mod:`inna.torch.innaprop`), their hyperparameters and the state they keep; everything else is here, written once
+and parametrised by each class's name, state keys and hyperparameter ranges:
+
+- validation of hyperparameters, with a ``ValueError`` that names the parameter and its allowed range, before
+  anything changes (constructor, :meth:`add_param_group`, :meth:`load_state_dict`);
+- the ``state_dtype`` master copy of low-precision parameters (:func:`master_dtype`);
+- the once-only :class:`~inna.INNAStabilityWarning`, pointed at the user's ``step()`` call;
+- :meth:`psi`, the authors' :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` from the stored phase :math:`\phi`;
+- a :meth:`load_state_dict` that checks a state dict against this optimizer (optimizer, model, hyperparameters)
+  before changing anything, and keeps high-precision state at its saved precision;
+- ``__setstate__`` back-fill of options that older state dicts and pickles lack.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..formulas import INNAStabilityWarning, psi_from_phase, stability_rule_broken, stability_warning_message
+
+__all__ = ["InnaFamilyOptimizer", "Range", "master_dtype"]
+
+#: A hyperparameter check: (name, value, the allowed range as text, predicate on the float value).
+Range = tuple[str, Any, str, Callable[[float], bool]]
+
+_FLOAT_RANK = {torch.float16: 1, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
+
+#: Keys torch and its schedulers put in parameter groups (never an optimizer's hyperparameter).
+_BOOKKEEPING_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
+
+
+def master_dtype(param: Tensor, state_dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype of the master copy for ``param``, or None when the parameter's own precision suffices."""
+    if state_dtype is None or _FLOAT_RANK.get(param.dtype, 99) >= _FLOAT_RANK[state_dtype]:
+        return None
+    return state_dtype
+
+
+def caller_stacklevel() -> int:
+    """The stacklevel that points a warning at the first frame outside inna and torch (the user's step())."""
+    frame, level = sys._getframe(1), 1
+    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))  # inna/, torch/
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def as_float(optimizer: str, name: str, value: Any) -> float:
+    """``value`` (a number or a 1-element Tensor) as a float; TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Tensor {name} must be 1-element, got shape {tuple(value.shape)}")
+        return float(value.detach().reshape(()).item())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{optimizer}: {name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+class InnaFamilyOptimizer(Optimizer):
+    """Base class of :class:`inna.INNA` and :class:`inna.INNAprop` (not for direct use).
+
+    A subclass sets the class attributes below and implements :meth:`_ranges` (its hyperparameters and their
+    allowed ranges), ``_init_group`` and ``step``.
+    """
+
+    #: The optimizer's name in messages.
+    NAME: ClassVar[str]
+    #: Group keys a state dict must have to come from this optimizer.
+    REQUIRED_GROUP_KEYS: ClassVar[tuple[str, ...]] = ("lr", "alpha", "beta")
+    #: The other per-group options, with the value a state dict saved by an older version that lacks them gets.
+    BACKFILL: ClassVar[dict[str, Any]]
+    #: Every key of the per-parameter state, and those every saved per-parameter state must have.
+    STATE_KEYS: ClassVar[frozenset[str]]
+    REQUIRED_STATE_KEYS: ClassVar[frozenset[str]] = frozenset({"phase"})
+    #: State keys holding a 1-element tensor (a step counter) rather than a tensor shaped like the parameter.
+    SCALAR_STATE_KEYS: ClassVar[frozenset[str]] = frozenset()
+    #: Group options of another optimizer that this one refuses (INNA-family siblings' options are refused too).
+    FOREIGN_GROUP_KEYS: ClassVar[frozenset[str]] = frozenset()
+
+    _family: ClassVar[list[type[InnaFamilyOptimizer]]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        InnaFamilyOptimizer._family.append(cls)
+
+    def __init__(
+        self, params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]], defaults: dict
+    ) -> None:
+        self._check_hyperparameters(defaults)
+        self._warned_unstable = False
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------------------------------ validation
+
+    @classmethod
+    def _ranges(cls, group: dict[str, Any]) -> list[Range]:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    @classmethod
+    def _group_keys(cls) -> frozenset[str]:
+        return frozenset(cls.REQUIRED_GROUP_KEYS) | frozenset(cls.BACKFILL)
+
+    @classmethod
+    def _check_hyperparameters(cls, group: dict[str, Any]) -> None:
+        """Raise ValueError naming the first hyperparameter of ``group`` outside its allowed range."""
+        name_ = cls.NAME
+        for name, value, allowed, ok in cls._ranges(group):
+            if name != "lr" and isinstance(value, Tensor):
+                raise TypeError(f"{name_}: {name} must be a float, not a Tensor (only lr may be a Tensor)")
+            v = as_float(name_, name, value)
+            if not math.isfinite(v) or not ok(v):
+                raise ValueError(f"Invalid {name} value: {v} ({name_} requires {allowed})")
+        if group.get("fused") and group.get("foreach"):
+            raise ValueError(f"{name_}: `fused` and `foreach` cannot both be True")
+        if group.get("differentiable") and (group.get("fused") or group.get("foreach")):
+            raise ValueError(f"{name_}: `differentiable=True` is only supported with foreach=False and fused=False")
+        state_dtype = group.get("state_dtype")
+        if state_dtype is not None and state_dtype not in (torch.float32, torch.float64):
+            raise ValueError(
+                f"Invalid state_dtype value: {state_dtype} ({name_} requires None, torch.float32 or torch.float64)"
+            )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group; its hyperparameters are checked before anything changes."""
+        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        self._check_hyperparameters(merged)
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_warned_unstable", False)
+        for group in self.param_groups:
+            for key, value in self.BACKFILL.items():
+                group.setdefault(key, value)
+
+    # ---------------------------------------------------------------------------------------------- state
+
+    def _master(self, param: Tensor, state: dict[str, Any], state_dtype: torch.dtype | None) -> torch.dtype | None:
+        """Create, refresh or drop ``state["master"]`` for ``param``; return the master dtype (None: no master)."""
+        dtype = master_dtype(param, state_dtype)
+        if dtype is None:
+            state.pop("master", None)  # state_dtype switched off: the parameter holds the values
+        elif "master" not in state or state["master"].dtype != dtype:
+            state["master"] = param.detach().to(dtype, copy=True)
+        return dtype
+
+    def _reject_sparse(self, params: list[Tensor]) -> None:
+        if any(p.grad.is_sparse for p in params):  # before any state is created
+            raise RuntimeError(f"{self.NAME} does not support sparse gradients")
+
+    def _group_of(self, param: Tensor) -> dict[str, Any]:
+        return next(g for g in self.param_groups if any(p is param for p in g["params"]))
+
+    def psi(self, param: Tensor) -> Tensor | None:
+        r"""The authors' :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` for ``param`` (``None`` before its
+        first step)."""
+        state = self.state.get(param)
+        if not state or "phase" not in state:
+            return None
+        group = self._group_of(param)
+        theta = state.get("master", param).detach()
+        return psi_from_phase(theta, state["phase"], group["alpha"], group["beta"])
+
+    # ------------------------------------------------------------------------------------ stability warning
+
+    def _maybe_warn_unstable(self) -> None:
+        if not self._warned_unstable and not torch.compiler.is_compiling():
+            self._warn_if_unstable()
+
+    def _warn_if_unstable(self) -> None:
+        for i, group in enumerate(self.param_groups):
+            lr = group["lr"]
+            if isinstance(lr, Tensor):
+                if lr.device.type != "cpu":
+                    continue  # reading it would synchronise the device every step
+                lr = lr.item()
+            alpha, beta = group["alpha"], group["beta"]
+            if stability_rule_broken(lr, alpha, beta):
+                self._warned_unstable = True
+                warnings.warn(
+                    stability_warning_message(self.NAME, f"param group {i}", lr, alpha, beta),
+                    INNAStabilityWarning,
+                    stacklevel=caller_stacklevel(),
+                )
+                return
+
+    # ---------------------------------------------------------------------------------------- state dicts
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by :meth:`state_dict`.
+
+        As for every ``torch.optim`` optimizer, the saved parameter groups' hyperparameters (``lr``, ``alpha``,
+        ``beta``, ...) replace this optimizer's, also when the state dict was saved before the first step (and
+        so holds no per-parameter state). The state is checked against this optimizer before anything changes:
+        a state dict that is not a dict, comes from another optimizer (another group layout or other state
+        keys), from another model (other group sizes or parameter shapes) or has out-of-range hyperparameters
+        raises ``ValueError`` saying what does not match, and leaves the optimizer as it was.
+        """
+        self._check_is_state_dict(state_dict)
+        state_dict = state_dict.copy()
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        keep_dtype = self._check_loadable(state_dict)
+        hooks = self._optimizer_load_state_dict_pre_hooks
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # already applied above
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = hooks
+        # The base class casts floating state to the parameter's dtype; a high-precision state (state_dtype)
+        # must come back exactly as saved.
+        for param, key, saved in keep_dtype:
+            self.state[param][key] = saved.to(device=param.device, copy=True)
+
+    def _check_is_state_dict(self, state_dict: Any) -> None:
+        if (
+            not isinstance(state_dict, dict)
+            or not isinstance(state_dict.get("param_groups"), list)
+            or not isinstance(state_dict.get("state"), dict)
+        ):
+            raise ValueError(
+                f"{self.NAME}.load_state_dict: expected a dict with 'state' and 'param_groups' (from state_dict())"
+            )
+
+    def _not_saved_by_us(self, state_dict: dict[str, Any]) -> str:
+        """The end of the 'was not saved by' message (subclasses may point at a converter)."""
+        return f"this state dict was not saved by {self.NAME}"
+
+    def _check_loadable(self, state_dict: dict[str, Any]) -> list[tuple[Tensor, str, Tensor]]:
+        name_ = self.NAME
+        where_ = f"{name_}.load_state_dict"
+        self._check_is_state_dict(state_dict)
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"{where_}: the state dict has {len(saved_groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
+        ours = self._group_keys()
+        family = frozenset().union(*(cls._group_keys() for cls in InnaFamilyOptimizer._family))
+        index_to_param: dict[Any, tuple[int, Tensor, str]] = {}
+        for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
+                raise ValueError(f"{where_}: parameter group {g} is not a dict with a 'params' list")
+            keys = sorted(k for k in saved if k != "params")
+            missing = [k for k in self.REQUIRED_GROUP_KEYS if k not in saved]
+            if missing:
+                raise ValueError(
+                    f"{where_}: parameter group {g} lacks {missing}: {self._not_saved_by_us(state_dict)} "
+                    f"(its group keys are {keys})"
+                )
+            # an INNA-family sibling's options (INNAprop's sigma in an INNA state dict, say) mean another
+            # optimizer, even in a state dict saved before any step, which has no per-parameter state to tell
+            foreign = sorted((set(saved) & (family | self.FOREIGN_GROUP_KEYS)) - ours - _BOOKKEEPING_GROUP_KEYS)
+            if foreign:
+                raise ValueError(
+                    f"{where_}: parameter group {g} has {foreign}, which {name_} does not have: "
+                    f"{self._not_saved_by_us(state_dict)} (its group keys are {keys})"
+                )
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"{where_}: parameter group {g} has {len(saved['params'])} parameters in the state "
+                    f"dict and {len(group['params'])} in this optimizer: the state dict comes from another model"
+                )
+            try:
+                self._check_hyperparameters({**self.BACKFILL, **saved})
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{where_}: parameter group {g}: {err}") from err
+            names = group.get("param_names") or [""] * len(group["params"])
+            for i, (key, param, name) in enumerate(zip(saved["params"], group["params"], names)):
+                index_to_param[key] = (g, param, name or f"#{i}")
+        keep_dtype: list[tuple[Tensor, str, Tensor]] = []
+        for key, value in state_dict["state"].items():
+            if key not in index_to_param:
+                continue
+            g, param, name = index_to_param[key]
+            # load_state_dict replaces a group's options by the saved ones, state_dtype included
+            wanted = master_dtype(param, saved_groups[g].get("state_dtype"))
+            where = f"parameter {name} of group {g}"
+            if not isinstance(value, dict) or set(value) - self.STATE_KEYS or self.REQUIRED_STATE_KEYS - set(value):
+                keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+                raise ValueError(
+                    f"{where_}: the state of {where} has keys {keys}, {name_} keeps "
+                    f"{sorted(self.STATE_KEYS)}: {self._not_saved_by_us(state_dict)}"
+                )
+            for state_key, tensor in value.items():
+                if state_key in self.SCALAR_STATE_KEYS:
+                    if not isinstance(tensor, (Tensor, int, float)) or (
+                        isinstance(tensor, Tensor) and (tensor.numel() != 1 or tensor.is_complex())
+                    ):
+                        raise ValueError(
+                            f"{where_}: the saved {state_key} of {where} must be a number or a 1-element real "
+                            f"tensor, got {tensor!r:.80}"
+                        )
+                    continue
+                if isinstance(tensor, Tensor) and (
+                    tensor.is_complex() != param.is_complex() or not (tensor.is_floating_point() or tensor.is_complex())
+                ):
+                    raise ValueError(
+                        f"{where_}: the saved {state_key} of {where} has dtype {tensor.dtype} but the "
+                        f"parameter has dtype {param.dtype}: the state dict comes from another model"
+                    )
+                if not isinstance(tensor, Tensor) or tensor.shape != param.shape:
+                    shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+                    raise ValueError(
+                        f"{where_}: the saved {state_key} of {where} has shape {shape} but the parameter "
+                        f"has shape {tuple(param.shape)}: the state dict comes from another model"
+                    )
+                if wanted is not None and tensor.dtype == wanted:
+                    keep_dtype.append((param, state_key, tensor))
+        return keep_dtype
