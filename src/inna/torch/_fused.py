@@ -557,8 +557,9 @@ def _compiled(key: tuple) -> Callable[..., None]:
 
 def _run_compiled(reference, lists, scalars, static, grad_index, grad_scale, found_inf) -> None:
     device, dtype = lists[0][0].device, lists[0][0].dtype
-    # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
-    if any(t.dim() == 0 for t in lists[0]):
+    # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead (of every
+    # list's: a list of step counters is all 0-dim whatever the parameters' shapes).
+    if any(t.dim() == 0 for ts in lists for t in ts):
         lists = [[t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in lists]
     # Scalars travel as 0-dim tensors on the device: a new value never recompiles and never syncs.
     sdtype = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32

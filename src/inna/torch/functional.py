@@ -48,8 +48,7 @@ Implementations
 
 from __future__ import annotations
 
-import types
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 
 import torch
@@ -165,31 +164,6 @@ def _multi_tensor_inna(
         torch._foreach_add_(dev_phases, dev_grads, alpha=c.phase_grad * sign)
 
 
-#: Compiled kernels, most recently used last. Each has its own copy of the reference's code object, hence its
-#: own dynamo cache, so that many optimizers in one process never pile their graphs onto one code object (which
-#: hits dynamo's recompile limit, a hard error under ``fullgraph=True``). The key is cheap (the parameters'
-#: identities): dynamo's guards still check every tensor's layout, so a reused identity can only cost a
-#: recompilation, never a wrong result.
-_KERNELS: OrderedDict[tuple, Callable[..., None]] = OrderedDict()
-_MAX_KERNELS = 64
-
-
-def _kernel(key: tuple, reference: Callable[..., None] | None = None) -> Callable[..., None]:
-    """The compiled ``reference`` (default: INNA's) for ``key``."""
-    ref = _single_tensor_inna if reference is None else reference
-    key = (ref.__module__, ref.__qualname__, *key)
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        clone = types.FunctionType(ref.__code__.replace(), ref.__globals__, ref.__name__, ref.__defaults__)
-        clone.__kwdefaults__ = ref.__kwdefaults__
-        kernel = _KERNELS[key] = torch.compile(clone, fullgraph=True, dynamic=False)
-        while len(_KERNELS) > _MAX_KERNELS:
-            _KERNELS.popitem(last=False)
-    else:
-        _KERNELS.move_to_end(key)
-    return kernel
-
-
 def _fused_inna(
     params: list[Tensor],
     grads: list[Tensor],
@@ -220,6 +194,28 @@ def amp_default_route(grads: list[Tensor], grad_scale: Tensor | None, found_inf:
     """``torch.amp.GradScaler``'s default route on ``grads``: unscale them in place by the scaler's inverse scale;
     return True when ``found_inf`` says the step must be skipped (a host read of ``found_inf``)."""
     return _fused._unscale_and_check(grads, grad_scale, found_inf)
+
+
+def _amp_prologue(
+    grads: list[Tensor],
+    masters: list[Tensor | None] | None,
+    fused: bool | None,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> tuple[bool, Tensor | None, Tensor | None]:
+    """What a functional update does with GradScaler's inputs before it runs: ``(skip, grad_scale, found_inf)``.
+
+    The fused path takes them into its kernel; the others take the scaler's default route here (unscale in place,
+    skip on an inf). Master copies are unscaled here too, before the upcast, in the gradients' own dtype, as the
+    scaler's default route does."""
+    if not fused and (grad_scale is not None or found_inf is not None):
+        if amp_default_route(grads, grad_scale, found_inf):
+            return True, None, None
+        return False, None, None
+    if grad_scale is not None and masters is not None and any(m is not None for m in masters):
+        torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
+        grad_scale = None
+    return False, grad_scale, found_inf
 
 
 def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
@@ -278,14 +274,9 @@ def inna(
         raise RuntimeError("INNA: `differentiable=True` is only supported by the single-tensor path")
     if not params:
         return
-    if not fused and (grad_scale is not None or found_inf is not None):
-        if amp_default_route(grads, grad_scale, found_inf):
-            return
-        grad_scale = found_inf = None
-    if grad_scale is not None and masters is not None and any(m is not None for m in masters):
-        # Unscale before the upcast, in the gradients' own dtype, as the scaler's default route does.
-        torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
-        grad_scale = None
+    skip, grad_scale, found_inf = _amp_prologue(grads, masters, fused, grad_scale, found_inf)
+    if skip:
+        return
     targets, target_grads = _master_targets(params, grads, masters)
     _dispatch(
         targets,
@@ -346,12 +337,7 @@ def _dispatch(
 ) -> None:
     compiling = torch.compiler.is_compiling()
     kwargs = dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize)
-    if foreach is None and fused is None and not differentiable and not compiling:
-        # The default on CPU: the C loop, when this machine can build it (bitwise the reference's result, at the
-        # cost of one pass over memory); the foreach path otherwise, and on every other device.
-        fused = _cpu_kernel_applies(params, kwargs)
-    if foreach is None and not fused:
-        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
+    fused, foreach = _choose_path(params, foreach, fused, differentiable, _single_tensor_inna, (3, 1), kwargs)
     if fused:
         lr_ = _lr_value(lr, keep_tensor=True)
         _fused_inna(params, grads, phases, lr_, grad_scale=grad_scale, found_inf=found_inf, **kwargs)
@@ -364,12 +350,38 @@ def _dispatch(
         _single_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=keep), **kwargs)
 
 
-def _cpu_kernel_applies(params: list[Tensor], static: dict) -> bool:
+def _choose_path(
+    params: list[Tensor],
+    foreach: bool | None,
+    fused: bool | None,
+    differentiable: bool,
+    reference: Callable[..., None],
+    arity: tuple[int, int],
+    static: dict,
+) -> tuple[bool, bool]:
+    """``(fused, foreach)`` for a call given the user's ``foreach`` and ``fused``, for an update whose C loop is
+    printed from ``reference`` (with ``arity`` = (lists, scalars) and ``static`` constants).
+
+    The default (both None) on CPU is the C loop, when this machine can build it for every dtype at hand (the
+    reference's arithmetic at the cost of one pass over memory); otherwise, on other devices, with
+    ``differentiable`` and inside ``torch.compile``, it is foreach where foreach applies, else the reference.
+    """
+    if foreach is None and fused is None and not differentiable and not torch.compiler.is_compiling():
+        fused = _cpu_kernel_applies(params, reference, arity, static)
+    if foreach is None and not fused:
+        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
+    return bool(fused), bool(foreach)
+
+
+def _cpu_kernel_applies(
+    params: list[Tensor], reference: Callable[..., None], arity: tuple[int, int], static: dict
+) -> bool:
+    """Every tensor is a plain CPU tensor and the C loop of ``reference`` builds for each of their dtypes."""
     plain = (Tensor, torch.nn.Parameter)
     if not all(type(t) in plain and t.device.type == "cpu" for t in params):
         return False
     dtypes = {torch.view_as_real(t).dtype if t.is_complex() else t.dtype for t in params}
-    return all(_fused.c_kernel_available(_single_tensor_inna, (3, 1), dtype, static) for dtype in dtypes)
+    return all(_fused.c_kernel_available(reference, arity, dtype, static) for dtype in dtypes)
 
 
 def _foreach_types() -> tuple[type, ...]:

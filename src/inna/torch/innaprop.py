@@ -51,12 +51,14 @@ from torch import Tensor
 
 from .. import formulas
 from ..formulas import INNAStabilityWarning
+from . import _fused
 from ._base import InnaFamilyOptimizer, Range
 from .functional import (
+    _amp_prologue,
     _as_real,
-    _foreach_types,
+    _choose_path,
+    _cpu_kernel_applies,
     _group_by_device_and_dtype,
-    _kernel,
     _lr_value,
     _master_targets,
     _write_back,
@@ -88,6 +90,43 @@ def _step_values(steps: list[Tensor]) -> list[float]:
     return [s.item() for s in steps]
 
 
+def _innaprop_core(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    bias_correction: float | Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    sigma: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One INNAprop step, element by element, on tensors that share the step count whose
+    :func:`~inna.formulas.rms_bias_correction` is ``bias_correction``: the arithmetic every path but foreach runs
+    (the reference calls it per tensor, the C loop is printed from its trace). Step counters are not touched."""
+    c = formulas.inna_coefficients(lr, alpha, beta)
+    shift = formulas.innaprop_decay_phase_shift(lr, weight_decay, alpha, beta)
+    for param, grad, v, phase in zip(params, grads, exp_avg_sqs, phases):
+        if torch.is_complex(param):
+            param, grad, v, phase = (torch.view_as_real(t) for t in (param, grad, v, phase))
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            # theta <- (1 - lr wd) theta first; the phase of the decayed point is phase + shift * theta (theta
+            # read before the decay; with autograd on, a copy, since the decay then changes theta in place)
+            phase.add_(shift * (param.clone() if torch.is_grad_enabled() else param))
+            param.mul_(1 - lr * weight_decay)
+        # v <- sigma v + (1 - sigma) g^2;  u = g / D,  D = sqrt(v) / sqrt(1 - sigma^t) + eps
+        v.mul_(sigma).addcmul_(g, g, value=1 - sigma)
+        u = g / (v.sqrt() * bias_correction + eps)
+        # theta <- theta - lr phase - lr beta u  (the old phase);  phase <- (1 - lr alpha) phase + lr (1 - alpha beta) u
+        param.sub_(c.theta_phase * (phase + beta * u))
+        phase.mul_(c.phase_decay).add_(c.phase_grad * u)
+
+
 def _single_tensor_innaprop(
     params: list[Tensor],
     grads: list[Tensor],
@@ -103,24 +142,11 @@ def _single_tensor_innaprop(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    c = formulas.inna_coefficients(lr, alpha, beta)
-    shift = formulas.innaprop_decay_phase_shift(lr, weight_decay, alpha, beta)
+    hyper = dict(alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=weight_decay, maximize=maximize)
     for param, grad, v, phase, step in zip(params, grads, exp_avg_sqs, phases, steps):
-        if torch.is_complex(param):
-            param, grad, v, phase = (torch.view_as_real(t) for t in (param, grad, v, phase))
-        g = -grad if maximize else grad
         step += 1
-        if weight_decay != 0:
-            # theta <- (1 - lr wd) theta first; the phase of the decayed point is phase + shift * theta (theta
-            # read before the decay; with autograd on, a copy, since the decay then changes theta in place)
-            phase.add_(shift * (param.clone() if torch.is_grad_enabled() else param))
-            param.mul_(1 - lr * weight_decay)
-        # v <- sigma v + (1 - sigma) g^2;  u = g / D,  D = sqrt(v) / sqrt(1 - sigma^t) + eps
-        v.mul_(sigma).addcmul_(g, g, value=1 - sigma)
-        u = g / (v.sqrt() * formulas.rms_bias_correction(sigma, _step_value(step, param)) + eps)
-        # theta <- theta - lr phase - lr beta u  (the old phase);  phase <- (1 - lr alpha) phase + lr (1 - alpha beta) u
-        param.sub_(c.theta_phase * (phase + beta * u))
-        phase.mul_(c.phase_decay).add_(c.phase_grad * u)
+        bias_correction = formulas.rms_bias_correction(sigma, _step_value(step, param))
+        _innaprop_core([param], [grad], [v], [phase], lr, bias_correction, **hyper)
 
 
 def _multi_tensor_innaprop(
@@ -169,23 +195,65 @@ def _fused_innaprop(
     phases: list[Tensor],
     steps: list[Tensor],
     lr: float | Tensor,
+    *,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
     **hyper: Any,
 ) -> None:
+    lists = (params, grads, exp_avg_sqs, phases, steps)
     if torch.compiler.is_compiling():
         # Already inside a graph being compiled: inductor fuses the reference as it is.
-        _single_tensor_innaprop(params, grads, exp_avg_sqs, phases, steps, lr, **hyper)
+        _fused._guarded(_single_tensor_innaprop, lists, (lr,), grad_scale, found_inf, 1, hyper)
         return
-    for lists in _group_by_device_and_dtype(params, grads, exp_avg_sqs, phases, steps):
-        key = (*hyper.values(), *map(id, lists[0]))
-        kernel = _kernel(key, reference=_single_tensor_innaprop)
-        # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead (the
-        # step counters are all 0-dim).
-        lists = [[t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in lists]
-        # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr never recompiles.
-        p0 = lists[0][0]
-        dtype = torch.float64 if p0.dtype in (torch.float64, torch.complex128) else torch.float32
-        lr_t = torch.as_tensor(lr, dtype=dtype, device=p0.device).reshape(())
-        kernel(*lists, lr_t, **hyper)
+    for group in _group_by_device_and_dtype(*lists):
+        if _cpu_kernel_applies(group[0], _innaprop_core, _CORE_ARITY, hyper):
+            _c_loop_innaprop(*group, lr, grad_scale, found_inf, hyper)
+        else:
+            # elsewhere (CUDA, ...; or no C compiler): the reference compiled by torch.compile over the group, the
+            # step counters included (on the parameters' device: no host read), the lr a 0-dim device tensor
+            _fused._run_compiled(_single_tensor_innaprop, group, (lr,), hyper, 1, grad_scale, found_inf)
+
+
+#: The C loop's arity: (params, grads, exp_avg_sqs, phases) and (lr, bias_correction).
+_CORE_ARITY = (4, 2)
+
+
+def _c_loop_innaprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    steps: list[Tensor],
+    lr: float | Tensor,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+    hyper: dict[str, Any],
+) -> None:
+    """The C loop printed from :func:`_innaprop_core`, once per step count (CPU tensors of one dtype).
+
+    The step counters are CPU tensors: read once, then advanced (not where ``found_inf`` says the step is
+    skipped: the kernel then writes nothing). Tensors that share a count share the bias correction, a scalar of
+    the kernel: normally one call; parameters frozen for a while and then trained again make one per count."""
+    counts = _step_values(steps)
+    if found_inf is None:
+        torch._foreach_add_(steps, 1)
+    else:
+        torch._foreach_add_(steps, 1 - found_inf.to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
+    by_count: dict[float, list[int]] = {}
+    for i, t in enumerate(counts):
+        by_count.setdefault(t + 1, []).append(i)
+    lists = (params, grads, exp_avg_sqs, phases)
+    for t, idx in by_count.items():
+        chosen = lists if len(by_count) == 1 else tuple([ts[i] for i in idx] for ts in lists)
+        _fused.elementwise_update(
+            _innaprop_core,
+            chosen,
+            (lr, formulas.rms_bias_correction(hyper["sigma"], t)),
+            static=hyper,
+            grad_index=1,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
 
 
 def innaprop(
@@ -206,6 +274,8 @@ def innaprop(
     foreach: bool | None = None,
     fused: bool | None = None,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
     r"""Apply one INNAprop step in place to ``params`` and their state (see the module docstring).
 
@@ -219,9 +289,13 @@ def innaprop(
         alpha, beta, sigma, eps, weight_decay, maximize: see :class:`INNAprop`.
         masters: optional high-precision copies of low-precision ``params`` (``None`` entries for the others):
             the update runs on the master copy (with the gradient upcast), then the parameter gets its rounding.
-        foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless ``differentiable`` or some
-            tensor is not a plain dense tensor.
+        foreach, fused: which implementation to use; both ``None`` picks, on CPU, the C loop where it builds,
+            else ``foreach`` unless ``differentiable`` or some tensor is not a plain dense tensor.
         differentiable: keep autograd recording through the update (reference path only).
+        grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route, as for :func:`inna.torch.functional.inna`:
+            the fused path unscales the gradients in its kernel (leaving them unscaled in ``grads``) and changes
+            nothing, step counters included, when ``found_inf`` is nonzero; the other paths take the scaler's
+            default route (one host read of ``found_inf``).
     """
     if not (len(params) == len(grads) == len(exp_avg_sqs) == len(phases) == len(steps)):
         raise ValueError(
@@ -234,14 +308,17 @@ def innaprop(
         raise RuntimeError("INNAprop: `differentiable=True` is only supported by the single-tensor path")
     if not params:
         return
+    skip, grad_scale, found_inf = _amp_prologue(grads, masters, fused, grad_scale, found_inf)
+    if skip:
+        return
     targets, target_grads = _master_targets(params, grads, masters)
     hyper = dict(alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=weight_decay, maximize=maximize)
     state = (targets, target_grads, exp_avg_sqs, phases, steps)
-    if foreach is None and not fused:
-        foreach = not differentiable and all(type(t) in _foreach_types() for t in targets)
+    fused, foreach = _choose_path(targets, foreach, fused, differentiable, _innaprop_core, _CORE_ARITY, hyper)
     compiling = torch.compiler.is_compiling()
     if fused:
-        _fused_innaprop(*state, _lr_value(lr, keep_tensor=True), **hyper)
+        _lr = _lr_value(lr, keep_tensor=True)
+        _fused_innaprop(*state, _lr, grad_scale=grad_scale, found_inf=found_inf, **hyper)
     elif foreach and not compiling:
         _multi_tensor_innaprop(*state, _lr_value(lr, keep_tensor=False), **hyper)
     else:
@@ -421,6 +498,10 @@ class INNAprop(InnaFamilyOptimizer):
             with torch.enable_grad():
                 loss = closure()
         self._maybe_warn_unstable()
+        amp = self._amp_inputs()
+        if amp is None:
+            return loss  # GradScaler found an inf at a first step: skipped
+        grad_scale, found_inf = amp
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for group in self.param_groups:
                 params: list[Tensor] = []
@@ -447,6 +528,8 @@ class INNAprop(InnaFamilyOptimizer):
                     foreach=group["foreach"],
                     fused=group["fused"],
                     differentiable=group["differentiable"],
+                    grad_scale=grad_scale,
+                    found_inf=found_inf,
                 )
         return loss
 

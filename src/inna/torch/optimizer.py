@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..formulas import INNAStabilityWarning
 from ._base import InnaFamilyOptimizer, Range
-from .functional import amp_default_route, initial_phase, inna
+from .functional import initial_phase, inna
 
 __all__ = ["INNA", "INNAStabilityWarning"]
 
@@ -149,12 +149,6 @@ class INNA(InnaFamilyOptimizer):
         )
         super().__init__(params, defaults)
 
-    @property
-    def _step_supports_amp_scaling(self) -> bool:
-        """With ``fused=True``, ``torch.amp.GradScaler`` hands step() ``grad_scale`` and ``found_inf`` (its fused
-        route: unscaling and skipping happen in the kernel, with no host sync)."""
-        return bool(self.defaults.get("fused"))
-
     @classmethod
     def _ranges(cls, group: dict[str, Any]) -> list[Range]:
         ranges: list[Range] = [
@@ -212,15 +206,10 @@ class INNA(InnaFamilyOptimizer):
             with torch.enable_grad():
                 loss = closure()
         self._maybe_warn_unstable()
-        # GradScaler's fused route (see _step_supports_amp_scaling) sets these two attributes around step().
-        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
-        if (grad_scale is not None or found_inf is not None) and self._some_state_missing():
-            # A parameter's first step: its initial phase needs the unscaled gradient and a skipped first step
-            # must create no state, so this step takes the scaler's default route (one host read of found_inf).
-            grads_ = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
-            if amp_default_route(grads_, grad_scale, found_inf):
-                return loss
-            grad_scale = found_inf = None
+        amp = self._amp_inputs()
+        if amp is None:
+            return loss  # GradScaler found an inf at a first step: skipped
+        grad_scale, found_inf = amp
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for group in self.param_groups:
                 params: list[Tensor] = []
@@ -246,10 +235,3 @@ class INNA(InnaFamilyOptimizer):
                     found_inf=found_inf,
                 )
         return loss
-
-    def _some_state_missing(self) -> bool:
-        return any(
-            p.grad is not None and "phase" not in self.state.get(p, ())
-            for group in self.param_groups
-            for p in group["params"]
-        )
