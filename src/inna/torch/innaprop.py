@@ -33,12 +33,28 @@ update in bf16. A step reads :math:`\theta, g, v, \phi` and writes :math:`\theta
 Implementations
 ---------------
 ``_single_tensor_innaprop``
-    The reference: one tensor at a time, the lines above with :mod:`inna.formulas`; what ``torch.compile`` traces
-    and what ``differentiable=True`` runs.
+    The reference: one tensor at a time, it advances the step count :math:`t` and runs ``_innaprop_core`` with
+    that tensor's bias correction :math:`1/\sqrt{1 - \sigma^t}`; what ``torch.compile`` traces and what
+    ``differentiable=True`` runs.
+``_innaprop_core``
+    The per-element step above, the lines with :mod:`inna.formulas`, for tensors that share a step count: the lr
+    and the bias correction are its scalars, step counters are not its business.
 ``_multi_tensor_innaprop``
-    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once (the default).
+    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once.
 ``_fused_innaprop``
-    The reference compiled by ``torch.compile`` into one loop per tensor, with INNA's compiled-kernel cache.
+    On CPU, the C loop of :mod:`inna.torch._fused` printed from ``_innaprop_core``'s trace: the step counters
+    (CPU tensors) are read once and advanced, and the loop runs once per distinct count (normally once; a
+    parameter frozen for a while and trained again has its own count) with the lr and that count's bias
+    correction as scalars. Elsewhere (CUDA, ...) and without a C compiler (or with ``INNA_CPU_KERNEL=0``), the
+    reference compiled by ``torch.compile`` over the group, step counters included, with the lr a 0-dim device
+    tensor. Both take ``torch.amp.GradScaler``'s fused route (``grad_scale``, ``found_inf``).
+
+What runs where: ``fused=True`` is the fused path; the default (``foreach=None, fused=None``) is the C loop on CPU
+where it builds, foreach otherwise (other devices, no C compiler, tensor subclasses); ``differentiable=True`` and
+``foreach=False`` run the reference; inside ``torch.compile`` every path traces the reference. The C loop
+performs the reference's operations in their order and rounding, except that its square root is correctly
+rounded where torch's vectorised CPU one sometimes is not, so it agrees with the reference to an ulp or so
+(``tests/pytorch/test_innaprop_cloop.py``); see ``docs/speed.md``.
 """
 
 from __future__ import annotations
@@ -376,9 +392,12 @@ class INNAprop(InnaFamilyOptimizer):
         weight_decay: decoupled decay :math:`\lambda \ge 0`, :math:`\theta \leftarrow (1 - \gamma\lambda)\theta`
             before the step (default 0.01, as AdamW's).
         maximize: maximize the objective instead (``p.grad`` is never modified).
-        foreach: the multi-tensor ``torch._foreach_*`` path; ``None`` (default) picks it whenever it applies.
-        fused: the reference compiled by ``torch.compile`` into one loop per tensor (reads :math:`\theta, g, v,
-            \phi`, writes :math:`\theta, v, \phi`). The first step compiles.
+        foreach: the multi-tensor ``torch._foreach_*`` path. ``None`` (default, with ``fused=None``) picks, on CPU,
+            the fused C loop where this machine can build it, else foreach whenever it applies.
+        fused: one pass over memory per step (reads :math:`\theta, g, v, \phi`, writes :math:`\theta, v, \phi`): on
+            CPU a C loop printed from the reference (built in well under a second at first use, then cached on
+            disk), elsewhere the reference compiled by ``torch.compile`` (the first step compiles). With it,
+            ``torch.amp.GradScaler`` takes its fused route (unscaling and skipping in the kernel).
         differentiable: let autograd record through ``step()``; uses the reference path.
         state_dtype: ``None`` (default) keeps the state in each parameter's dtype; ``torch.float32`` keeps, for
             bf16/fp16 parameters, :math:`v`, the phase and a float32 master copy of :math:`\theta`.
