@@ -214,15 +214,17 @@ def _fused_innaprop(
     *,
     grad_scale: Tensor | None = None,
     found_inf: Tensor | None = None,
+    c_loop: bool = False,
     **hyper: Any,
 ) -> None:
+    """``c_loop``: the caller knows the C loop serves every tensor (the default path checked it)."""
     lists = (params, grads, exp_avg_sqs, phases, steps)
     if torch.compiler.is_compiling():
         # Already inside a graph being compiled: inductor fuses the reference as it is.
         _fused._guarded(_single_tensor_innaprop, lists, (lr,), grad_scale, found_inf, 1, hyper)
         return
     for group in _group_by_device_and_dtype(*lists):
-        if _cpu_kernel_applies(group[0], _innaprop_core, _CORE_ARITY, hyper):
+        if c_loop or _cpu_kernel_applies(group[0], _innaprop_core, _CORE_ARITY, hyper):
             _c_loop_innaprop(*group, lr, grad_scale, found_inf, hyper)
         else:
             # elsewhere (CUDA, ...; or no C compiler): the reference compiled by torch.compile over the group, the
@@ -256,8 +258,11 @@ def _c_loop_innaprop(
     else:
         torch._foreach_add_(steps, 1 - found_inf.to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
     by_count: dict[float, list[int]] = {}
-    for i, t in enumerate(counts):
-        by_count.setdefault(t + 1, []).append(i)
+    if counts.count(counts[0]) == len(counts):
+        by_count[counts[0] + 1] = []  # the common case: one count
+    else:
+        for i, t in enumerate(counts):
+            by_count.setdefault(t + 1, []).append(i)
     lists = (params, grads, exp_avg_sqs, phases)
     for t, idx in by_count.items():
         chosen = lists if len(by_count) == 1 else tuple([ts[i] for i in idx] for ts in lists)
@@ -330,11 +335,12 @@ def innaprop(
     targets, target_grads = _master_targets(params, grads, masters)
     hyper = dict(alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=weight_decay, maximize=maximize)
     state = (targets, target_grads, exp_avg_sqs, phases, steps)
+    chose_c_loop = foreach is None and fused is None  # then _choose_path picks fused only where the C loop serves
     fused, foreach = _choose_path(targets, foreach, fused, differentiable, _innaprop_core, _CORE_ARITY, hyper)
     compiling = torch.compiler.is_compiling()
     if fused:
         _lr = _lr_value(lr, keep_tensor=True)
-        _fused_innaprop(*state, _lr, grad_scale=grad_scale, found_inf=found_inf, **hyper)
+        _fused_innaprop(*state, _lr, grad_scale=grad_scale, found_inf=found_inf, c_loop=chose_c_loop, **hyper)
     elif foreach and not compiling:
         _multi_tensor_innaprop(*state, _lr_value(lr, keep_tensor=False), **hyper)
     else:
