@@ -217,7 +217,9 @@ def _fused_innaprop(
     c_loop: bool = False,
     **hyper: Any,
 ) -> None:
-    """``c_loop``: the caller knows the C loop serves every tensor (the default path checked it)."""
+    """The fused path, per (device, dtype) group: the C loop on CPU where it builds (:func:`_c_loop_innaprop`),
+    else the reference compiled by ``torch.compile``; both take GradScaler's ``grad_scale`` and ``found_inf``.
+    ``c_loop``: the caller already knows the C loop serves every tensor (the default path checked it)."""
     lists = (params, grads, exp_avg_sqs, phases, steps)
     if torch.compiler.is_compiling():
         # Already inside a graph being compiled: inductor fuses the reference as it is.
