@@ -355,7 +355,12 @@ def _cache_dir() -> str:
         os.makedirs(path, exist_ok=True)
     except OSError:  # a read-only home: a private directory under the temporary directory
         path = os.path.join(tempfile.gettempdir(), f"inna-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}")
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if hasattr(os, "getuid"):
+            info = os.stat(path)
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                # someone else's (or a writable) directory: a library loaded from it could be anyone's code
+                path = tempfile.mkdtemp(prefix="inna-kernels-")
     return path
 
 

@@ -40,10 +40,12 @@ Implementations
     It accepts a Tensor ``lr`` (also one that requires grad, for ``differentiable=True``) and is
     what ``torch.compile`` traces.
 ``_multi_tensor_inna``
-    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once.
+    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once (four passes).
 ``_fused_inna``
-    The reference compiled by ``torch.compile``, once per tensor layout, into one fused loop per tensor
-    that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`, on any device inductor supports.
+    One pass that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`, through
+    :func:`inna.torch._fused.elementwise_update`: on CPU a C loop printed from the reference's ``make_fx``
+    trace (bitwise the reference's result; the CPU default when a C compiler is found), elsewhere the reference
+    compiled by ``torch.compile``.
 """
 
 from __future__ import annotations
