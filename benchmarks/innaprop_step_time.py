@@ -6,6 +6,10 @@ interleaved (each round times every contender once) so that machine noise hits a
 each median as a ratio to fused and to foreach ``torch.optim.AdamW`` measured in the same run. Timings on shared
 machines vary by tens of percent between runs: compare ratios, not milliseconds.
 
+On CPU, ``fused=True`` and the default are INNAprop's C loop (``inna.torch._fused``, printed from
+``_innaprop_core``); ``--compiled`` adds ``fused=True`` forced onto its ``torch.compile`` route (the one CUDA
+takes; its first step compiles, about a minute or more on many tensors).
+
     python benchmarks/innaprop_step_time.py                 # both models, 30 timed rounds
     python benchmarks/innaprop_step_time.py --rounds 50 --model resnet18 --json out.json
 """
@@ -14,39 +18,82 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from step_time import many_small_shapes, resnet18_shapes  # the same shapes as INNA's benchmark
 
 from inna import INNAprop
+from inna.torch.functional import _choose_path, _cpu_kernel_applies
+from inna.torch.innaprop import _CORE_ARITY, _innaprop_core
 
 BASELINES = ("AdamW fused", "AdamW foreach")
 
 
-def contenders() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]]:
-    return {
+class CompiledRoute:
+    """``INNAprop(fused=True)`` forced onto its ``torch.compile`` route (``INNA_CPU_KERNEL=0`` around each step)."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        self.opt = INNAprop(params, lr=1e-4, fused=True)
+
+    def step(self) -> None:
+        old = os.environ.get("INNA_CPU_KERNEL")
+        os.environ["INNA_CPU_KERNEL"] = "0"
+        try:
+            self.opt.step()
+        finally:
+            if old is None:
+                del os.environ["INNA_CPU_KERNEL"]
+            else:
+                os.environ["INNA_CPU_KERNEL"] = old
+
+
+def contenders(compiled: bool = False) -> dict[str, Callable[[list[torch.nn.Parameter]], Any]]:
+    table: dict[str, Callable[[list[torch.nn.Parameter]], Any]] = {
         "AdamW fused": lambda ps: torch.optim.AdamW(ps, lr=1e-4, fused=True),
         "AdamW foreach": lambda ps: torch.optim.AdamW(ps, lr=1e-4, foreach=True),
         "INNAprop fused": lambda ps: INNAprop(ps, lr=1e-4, fused=True),
-        "INNAprop default (foreach)": lambda ps: INNAprop(ps, lr=1e-4),
+        "INNAprop default": lambda ps: INNAprop(ps, lr=1e-4),
+        "INNAprop foreach": lambda ps: INNAprop(ps, lr=1e-4, foreach=True),
         "INNAprop single-tensor": lambda ps: INNAprop(ps, lr=1e-4, foreach=False),
     }
+    if compiled:
+        table["INNAprop fused, torch.compile"] = CompiledRoute
+    return table
 
 
-def measure(shapes: list[tuple[int, ...]], rounds: int, warmup: int) -> dict[str, dict]:
-    opts: dict[str, torch.optim.Optimizer] = {}
+def route(name: str, opt: Any) -> str:
+    """What an INNAprop contender ran on its last step here (C loop, compiled, foreach, reference)."""
+    if not name.startswith("INNAprop"):
+        return ""
+    if isinstance(opt, CompiledRoute):
+        return "torch.compile"
+    group = opt.param_groups[0]
+    params = [p for p in group["params"] if p.grad is not None]
+    hyper = {k: group[k] for k in ("alpha", "beta", "sigma", "eps", "weight_decay", "maximize")}
+    fused, foreach = _choose_path(
+        params, group["foreach"], group["fused"], group["differentiable"], _innaprop_core, _CORE_ARITY, hyper
+    )
+    if fused:
+        return "C loop" if _cpu_kernel_applies(params, _innaprop_core, _CORE_ARITY, hyper) else "torch.compile"
+    return "foreach" if foreach else "reference"
+
+
+def measure(shapes: list[tuple[int, ...]], rounds: int, warmup: int, compiled: bool = False) -> dict[str, dict]:
+    opts: dict[str, Any] = {}
     first_step: dict[str, float] = {}
-    for name, make in contenders().items():
+    for name, make in contenders(compiled).items():
         params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
         for p in params:
             p.grad = torch.randn_like(p)
         opts[name] = make(params)
         t0 = time.perf_counter()
-        opts[name].step()  # creates the state (and compiles, for the fused INNAprop path)
+        opts[name].step()  # creates the state (and builds the C loop or compiles, for the fused INNAprop paths)
         first_step[name] = time.perf_counter() - t0
         for _ in range(warmup):
             opts[name].step()
@@ -62,6 +109,7 @@ def measure(shapes: list[tuple[int, ...]], rounds: int, warmup: int) -> dict[str
             "median_ms": 1e3 * statistics.median(s),
             **{f"ratio_to_{b.replace(' ', '_')}": statistics.median(s) / base[b] for b in BASELINES},
             "first_step_s": first_step[name],
+            "path": route(name, opts[name]),
         }
         for name, s in samples.items()
     }
@@ -73,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per contender (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per contender (default 5)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--compiled", action="store_true", help="also time fused=True's torch.compile route")
     args = parser.parse_args()
 
     models = {"resnet18": resnet18_shapes(), "many-small": many_small_shapes()}
@@ -85,16 +134,18 @@ def main() -> None:
     for key in chosen:
         shapes = models[key]
         n = sum(torch.Size(s).numel() for s in shapes)
-        results[key] = r = measure(shapes, args.rounds, args.warmup)
+        results[key] = r = measure(shapes, args.rounds, args.warmup, args.compiled)
         print(f"\n{key}: {len(shapes)} tensors, {n:,} values")
-        print(f"| {'optimizer':<28} | {'median step (ms)':>16} | {'× AdamW fused':>13} | {'× AdamW foreach':>15} |")
-        print(f"|{'-' * 30}|{'-' * 18}|{'-' * 15}|{'-' * 17}|")
+        print(
+            f"| {'optimizer':<30} | {'runs':<13} | {'median step (ms)':>16} | {'× AdamW fused':>13} "
+            f"| {'× AdamW foreach':>15} | {'first step (s)':>14} |"
+        )
+        print(f"|{'-' * 32}|{'-' * 15}|{'-' * 18}|{'-' * 15}|{'-' * 17}|{'-' * 16}|")
         for name, v in r.items():
             print(
-                f"| {name:<28} | {v['median_ms']:>16.2f} | {v['ratio_to_AdamW_fused']:>13.2f} "
-                f"| {v['ratio_to_AdamW_foreach']:>15.2f} |"
+                f"| {name:<30} | {v['path']:<13} | {v['median_ms']:>16.2f} | {v['ratio_to_AdamW_fused']:>13.2f} "
+                f"| {v['ratio_to_AdamW_foreach']:>15.2f} | {v['first_step_s']:>14.3f} |"
             )
-        print(f"(first INNAprop fused step, including compilation: {r['INNAprop fused']['first_step_s']:.1f} s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, f, indent=2)

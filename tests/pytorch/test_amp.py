@@ -1,4 +1,5 @@
-"""Autocast and torch.amp.GradScaler: INNA and INNAprop take the scaler's default (unscale, check, skip) route."""
+"""Autocast and torch.amp.GradScaler: the eager paths of INNA and INNAprop take the scaler's default (unscale,
+check, skip) route, ``fused=True`` its fused route (grad_scale and found_inf handed to step(), no host sync)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def test_grad_scaler_skips_inf_steps_and_unscales_the_others(impl, optimizer):
     cls, kwargs, tol = OPTIMIZERS[optimizer]
     opt = cls(model.parameters(), **kwargs, **impl)
     ref_opt = cls(ref.parameters(), **kwargs, foreach=False)
-    assert not getattr(opt, "_step_supports_amp_scaling", False)  # no fast route: the scaler unscales for us
+    # fused=True: the scaler hands grad_scale/found_inf to step(); otherwise the scaler unscales for us
+    fused_route = bool(impl.get("fused"))
+    assert getattr(opt, "_step_supports_amp_scaling", False) == fused_route
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     loss_fn = nn.CrossEntropyLoss()

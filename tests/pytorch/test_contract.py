@@ -562,9 +562,10 @@ def test_state_with_real_phase_for_a_complex_param_is_refused():
 
 
 @pytest.mark.parametrize("impl", [dict(), dict(fused=False), dict(foreach=None, fused=None)])
-def test_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
+def test_without_the_cpu_kernel_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
     import inna.torch.functional as F
 
+    monkeypatch.setenv("INNA_CPU_KERNEL", "0")  # as on a machine without a C compiler
     calls = []
     monkeypatch.setattr(F, "_multi_tensor_inna", lambda *a, **k: calls.append("foreach"))
     monkeypatch.setattr(F, "_single_tensor_inna", lambda *a, **k: calls.append("single"))
@@ -574,6 +575,22 @@ def test_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
     INNA([p], foreach=False).step()
     INNA([p], differentiable=True).step()
     assert calls == ["foreach", "single", "single"]
+
+
+def test_default_on_cpu_takes_the_c_loop_where_it_builds(monkeypatch):
+    import inna.torch.functional as F
+    from inna.torch import _fused
+
+    calls = []
+    monkeypatch.setattr(F, "_multi_tensor_inna", lambda *a, **k: calls.append("foreach"))
+    monkeypatch.setattr(F, "_fused_inna", lambda *a, **k: calls.append("fused"))
+    p = torch.randn(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    for impl in (dict(), dict(fused=False), dict(foreach=True), dict(fused=True)):
+        INNA([p], **impl).step()
+    static = dict(alpha=0.5, beta=0.1, l2=0.0, maximize=False)
+    builds = _fused.c_kernel_available(F._single_tensor_inna, (3, 1), torch.float32, static)
+    assert calls == ["fused" if builds else "foreach", "foreach", "foreach", "fused"]
 
 
 def test_deepcopy_and_unpickled_optimizers_continue_identically():

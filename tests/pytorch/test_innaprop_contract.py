@@ -194,9 +194,10 @@ def test_deepcopy_pickle_repr_and_identical_continuation():
 
 
 @pytest.mark.parametrize("impl", [dict(), dict(fused=False), dict(foreach=None, fused=None)])
-def test_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
+def test_without_the_cpu_kernel_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
     import inna.torch.innaprop as F
 
+    monkeypatch.setenv("INNA_CPU_KERNEL", "0")  # as on a machine without a C compiler
     calls = []
     monkeypatch.setattr(F, "_multi_tensor_innaprop", lambda *a, **k: calls.append("foreach"))
     monkeypatch.setattr(F, "_single_tensor_innaprop", lambda *a, **k: calls.append("single"))
@@ -206,6 +207,22 @@ def test_default_and_fused_false_take_the_foreach_path(monkeypatch, impl):
     INNAprop([p], foreach=False).step()
     INNAprop([p], differentiable=True).step()
     assert calls == ["foreach", "single", "single"]
+
+
+def test_default_on_cpu_takes_the_c_loop_where_it_builds(monkeypatch):
+    import inna.torch.innaprop as F
+    from inna.torch import _fused
+
+    calls = []
+    monkeypatch.setattr(F, "_multi_tensor_innaprop", lambda *a, **k: calls.append("foreach"))
+    monkeypatch.setattr(F, "_fused_innaprop", lambda *a, **k: calls.append("fused"))
+    p = torch.randn(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    for impl in (dict(), dict(fused=False), dict(foreach=True), dict(fused=True)):
+        INNAprop([p], **impl).step()
+    static = dict(alpha=0.1, beta=0.9, sigma=0.999, eps=1e-8, weight_decay=0.01, maximize=False)
+    builds = _fused.c_kernel_available(F._innaprop_core, F._CORE_ARITY, torch.float32, static)
+    assert calls == ["fused" if builds else "foreach", "foreach", "foreach", "fused"]
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -200,7 +200,14 @@ def test_mixed_dtypes_in_one_group(impl):
         ([(5, 2)], dict(lr=0.05, alpha=0.0, beta=0.3, eps=0.0, weight_decay=0.0)),
     ],
 )
-def test_fused_matches_official_form(fresh_dynamo, shapes, hparams):
+def test_fused_matches_official_form(fresh_dynamo, monkeypatch, shapes, hparams):
+    from inna.torch import _fused
+
+    ran = []
+    for name in ("_run_c", "_run_compiled"):
+        real = getattr(_fused, name)
+        monkeypatch.setattr(_fused, name, lambda *a, _real=real, _name=name, **k: (ran.append(_name), _real(*a, **k)))
+
     def grad_mask(k, i):
         return not (i == 1 and 3 <= k < 6) and k != 8
 
@@ -209,16 +216,15 @@ def test_fused_matches_official_form(fresh_dynamo, shapes, hparams):
         shapes, 30, hparams, "fused", noncontig=[False, True, True, False], grad_mask=grad_mask, lrs=lrs
     )
     assert_close_to_reference(dtheta, dpsi, dv, params, tol=1e-13)
-    from torch._dynamo.utils import counters
-
-    assert counters["stats"]["unique_graphs"] >= 1  # the compiled kernel ran, no eager fallback
+    # a fused kernel really ran (the C loop on CPU where it builds, else a compiled graph), not only the reference
+    assert ran and len(set(ran)) == 1
 
 
 @pytest.mark.slow
 @settings(max_examples=5)
 @given(shapes=st.lists(shape_st, min_size=1, max_size=3), hparams=hparam_st, steps=st.integers(1, 12))
 def test_fused_matches_official_form_random_shapes(shapes, hparams, steps):
-    """Fewer examples than the eager paths: every example compiles a kernel."""
+    """Fewer examples than the eager paths: without a C compiler, every example compiles a kernel."""
     assert_close_to_reference(*run_pair(shapes, steps, hparams, "fused")[:4])
 
 

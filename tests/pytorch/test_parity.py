@@ -142,7 +142,14 @@ def test_foreach_groups_mixed_devices_dtypes(impl):
         ([(5, 2)], dict(lr=0.1, alpha=0.0, beta=1.5, weight_decay=0.05, decoupled_weight_decay=True)),
     ],
 )
-def test_fused_matches_reference(fresh_dynamo, shapes, hparams):
+def test_fused_matches_reference(fresh_dynamo, monkeypatch, shapes, hparams):
+    from inna.torch import _fused
+
+    ran = []
+    for name in ("_run_c", "_run_compiled"):
+        real = getattr(_fused, name)
+        monkeypatch.setattr(_fused, name, lambda *a, _real=real, _name=name, **k: (ran.append(_name), _real(*a, **k)))
+
     def grad_mask(k, i):
         return not (i == 1 and 3 <= k < 6) and k != 8
 
@@ -150,10 +157,8 @@ def test_fused_matches_reference(fresh_dynamo, shapes, hparams):
     noncontig = [False, True, True, False]
     dtheta, dpsi, *_ = run_pair(shapes, 30, hparams, "fused", noncontig=noncontig, grad_mask=grad_mask, lrs=lrs)
     assert dtheta < 1e-12 and dpsi < 1e-12
-    # the compiled kernel really ran (one graph per (device, dtype) group and list layout), no eager fallback
-    from torch._dynamo.utils import counters
-
-    assert counters["stats"]["unique_graphs"] >= 1
+    # a fused kernel really ran (the C loop on CPU where it builds, else a compiled graph), not only the reference
+    assert ran and len(set(ran)) == 1
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ and parametrised by each class's name, state keys and hyperparameter ranges:
 - :meth:`psi`, the authors' :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` from the stored phase :math:`\phi`;
 - a :meth:`load_state_dict` that checks a state dict against this optimizer (optimizer, model, hyperparameters)
   before changing anything, and keeps high-precision state at its saved precision;
-- ``__setstate__`` back-fill of options that older state dicts and pickles lack.
+- ``__setstate__`` back-fill of options that older state dicts and pickles lack;
+- ``torch.amp.GradScaler``'s fused route with ``fused=True`` (:meth:`_amp_inputs`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..formulas import INNAStabilityWarning, psi_from_phase, stability_rule_broken, stability_warning_message
+from .functional import amp_default_route
 
 __all__ = ["InnaFamilyOptimizer", "Range", "master_dtype"]
 
@@ -172,6 +174,37 @@ class InnaFamilyOptimizer(Optimizer):
         group = self._group_of(param)
         theta = state.get("master", param).detach()
         return psi_from_phase(theta, state["phase"], group["alpha"], group["beta"])
+
+    # ----------------------------------------------------------------------------------- GradScaler's route
+
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """With ``fused=True``, ``torch.amp.GradScaler`` hands step() ``grad_scale`` and ``found_inf`` (its fused
+        route: unscaling and skipping happen in the kernel, with no host sync)."""
+        return bool(self.defaults.get("fused"))
+
+    def _amp_inputs(self) -> tuple[Tensor | None, Tensor | None] | None:
+        """This step's ``(grad_scale, found_inf)`` from GradScaler's fused route (``(None, None)`` without it), or
+        ``None`` when the step must be skipped.
+
+        A step where some parameter with a gradient has no state yet (the first step) takes the scaler's default
+        route here instead (one host read of ``found_inf``): an initial state may need the unscaled gradient
+        (INNA's initial phase), and a skipped first step must create no state."""
+        # GradScaler sets these two attributes around step() (see _step_supports_amp_scaling).
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        if (grad_scale is not None or found_inf is not None) and self._some_state_missing():
+            grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+            if amp_default_route(grads, grad_scale, found_inf):
+                return None
+            return None, None
+        return grad_scale, found_inf
+
+    def _some_state_missing(self) -> bool:
+        return any(
+            p.grad is not None and not self.REQUIRED_STATE_KEYS <= self.state.get(p, {}).keys()
+            for group in self.param_groups
+            for p in group["params"]
+        )
 
     # ------------------------------------------------------------------------------------ stability warning
 

@@ -40,16 +40,17 @@ Implementations
     It accepts a Tensor ``lr`` (also one that requires grad, for ``differentiable=True``) and is
     what ``torch.compile`` traces.
 ``_multi_tensor_inna``
-    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once.
+    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once (four passes).
 ``_fused_inna``
-    The reference compiled by ``torch.compile``, once per tensor layout, into one fused loop per tensor
-    that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`, on any device inductor supports.
+    One pass that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`, through
+    :func:`inna.torch._fused.elementwise_update`: on CPU a C loop printed from the reference's ``make_fx``
+    trace (bitwise the reference's result; the CPU default when a C compiler is found), elsewhere the reference
+    compiled by ``torch.compile``.
 """
 
 from __future__ import annotations
 
-import types
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 
 import torch
@@ -57,6 +58,7 @@ from torch import Tensor
 
 from .. import formulas
 from ..formulas import l2_coefficient
+from . import _fused
 
 __all__ = ["initial_phase", "inna", "l2_coefficient", "phase_from_psi", "psi_from_phase"]
 
@@ -130,6 +132,17 @@ def _single_tensor_inna(
 
 
 def _group_by_device_and_dtype(*lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
+    """The lists split by the device and dtype of the first list's tensors (one group, copied, in the common
+    case where they all share them)."""
+    if lists and lists[0]:
+        first = lists[0]
+        dtype, device = first[0].dtype, first[0].device
+        if device.type == "cpu":
+            same = all(t.is_cpu and t.dtype is dtype for t in first)
+        else:
+            same = all(t.dtype is dtype and t.device == device for t in first)
+        if same:
+            return [tuple(list(ts) for ts in lists)]
     groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], ...]] = defaultdict(
         lambda: tuple([] for _ in lists)
     )
@@ -164,31 +177,6 @@ def _multi_tensor_inna(
         torch._foreach_add_(dev_phases, dev_grads, alpha=c.phase_grad * sign)
 
 
-#: Compiled kernels, most recently used last. Each has its own copy of the reference's code object, hence its
-#: own dynamo cache, so that many optimizers in one process never pile their graphs onto one code object (which
-#: hits dynamo's recompile limit, a hard error under ``fullgraph=True``). The key is cheap (the parameters'
-#: identities): dynamo's guards still check every tensor's layout, so a reused identity can only cost a
-#: recompilation, never a wrong result.
-_KERNELS: OrderedDict[tuple, Callable[..., None]] = OrderedDict()
-_MAX_KERNELS = 64
-
-
-def _kernel(key: tuple, reference: Callable[..., None] | None = None) -> Callable[..., None]:
-    """The compiled ``reference`` (default: INNA's) for ``key``."""
-    ref = _single_tensor_inna if reference is None else reference
-    key = (ref.__module__, ref.__qualname__, *key)
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        clone = types.FunctionType(ref.__code__.replace(), ref.__globals__, ref.__name__, ref.__defaults__)
-        clone.__kwdefaults__ = ref.__kwdefaults__
-        kernel = _KERNELS[key] = torch.compile(clone, fullgraph=True, dynamic=False)
-        while len(_KERNELS) > _MAX_KERNELS:
-            _KERNELS.popitem(last=False)
-    else:
-        _KERNELS.move_to_end(key)
-    return kernel
-
-
 def _fused_inna(
     params: list[Tensor],
     grads: list[Tensor],
@@ -199,23 +187,48 @@ def _fused_inna(
     beta: float,
     l2: float,
     maximize: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
-    if torch.compiler.is_compiling():
-        # Already inside a graph being compiled: inductor fuses the reference as it is.
-        _single_tensor_inna(params, grads, phases, lr, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
-        return
-    for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
-        kernel = _kernel((alpha, beta, l2, maximize, *map(id, dev_params)))
-        # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead.
-        if any(t.dim() == 0 for t in dev_params):
-            dev_params, dev_grads, dev_phases = (
-                [t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in (dev_params, dev_grads, dev_phases)
-            )
-        # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr (any scheduler)
-        # never triggers a recompilation.
-        dtype = torch.float64 if dev_params[0].dtype in (torch.float64, torch.complex128) else torch.float32
-        lr_t = torch.as_tensor(lr, dtype=dtype, device=dev_params[0].device).reshape(())
-        kernel(dev_params, dev_grads, dev_phases, lr_t, alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+    # One call per (device, dtype) group: on CPU a C loop printed from the reference's trace (bitwise equal to
+    # it), elsewhere the reference compiled by torch.compile; see inna.torch._fused.
+    _fused.elementwise_update(
+        _single_tensor_inna,
+        (params, grads, phases),
+        (lr,),
+        static=dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize),
+        grad_index=1,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+    )
+
+
+def amp_default_route(grads: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
+    """``torch.amp.GradScaler``'s default route on ``grads``: unscale them in place by the scaler's inverse scale;
+    return True when ``found_inf`` says the step must be skipped (a host read of ``found_inf``)."""
+    return _fused._unscale_and_check(grads, grad_scale, found_inf)
+
+
+def _amp_prologue(
+    grads: list[Tensor],
+    masters: list[Tensor | None] | None,
+    fused: bool | None,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> tuple[bool, Tensor | None, Tensor | None]:
+    """What a functional update does with GradScaler's inputs before it runs: ``(skip, grad_scale, found_inf)``.
+
+    The fused path takes them into its kernel; the others take the scaler's default route here (unscale in place,
+    skip on an inf). Master copies are unscaled here too, before the upcast, in the gradients' own dtype, as the
+    scaler's default route does."""
+    if not fused and (grad_scale is not None or found_inf is not None):
+        if amp_default_route(grads, grad_scale, found_inf):
+            return True, None, None
+        return False, None, None
+    if grad_scale is not None and masters is not None and any(m is not None for m in masters):
+        torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
+        grad_scale = None
+    return False, grad_scale, found_inf
 
 
 def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
@@ -241,6 +254,8 @@ def inna(
     foreach: bool | None = None,
     fused: bool | None = None,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
     r"""Apply one INNA step in place to ``params`` and their ``phases`` (see the module docstring).
 
@@ -257,6 +272,10 @@ def inna(
         foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless
             ``differentiable`` or some tensor is not a plain dense tensor.
         differentiable: keep autograd recording through the update (reference path only).
+        grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route (device tensors, never read on the host by
+            the fused path): the gradients are unscaled by the scaler's inverse scale (and left unscaled in
+            ``grads``, as the scaler's default route leaves them) and nothing changes when ``found_inf`` is
+            nonzero. The other paths do the same the scaler's default way (one host read of ``found_inf``).
     """
     if not (len(params) == len(grads) == len(phases)):
         raise ValueError(
@@ -267,6 +286,9 @@ def inna(
     if differentiable and (foreach or fused):
         raise RuntimeError("INNA: `differentiable=True` is only supported by the single-tensor path")
     if not params:
+        return
+    skip, grad_scale, found_inf = _amp_prologue(grads, masters, fused, grad_scale, found_inf)
+    if skip:
         return
     targets, target_grads = _master_targets(params, grads, masters)
     _dispatch(
@@ -281,6 +303,8 @@ def inna(
         foreach=foreach,
         fused=fused,
         differentiable=differentiable,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
     )
     _write_back(params, targets, masters)
 
@@ -321,13 +345,15 @@ def _dispatch(
     foreach: bool | None,
     fused: bool | None,
     differentiable: bool,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
-    if foreach is None and not fused:
-        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
     compiling = torch.compiler.is_compiling()
     kwargs = dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize)
+    fused, foreach = _choose_path(params, foreach, fused, differentiable, _single_tensor_inna, (3, 1), kwargs)
     if fused:
-        _fused_inna(params, grads, phases, _lr_value(lr, keep_tensor=True), **kwargs)
+        lr_ = _lr_value(lr, keep_tensor=True)
+        _fused_inna(params, grads, phases, lr_, grad_scale=grad_scale, found_inf=found_inf, **kwargs)
     elif foreach and not compiling:
         _multi_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=False), **kwargs)
     else:
@@ -335,6 +361,40 @@ def _dispatch(
         # there and when it requires grad, so the step has no host sync and no recompilation.
         keep = compiling or (isinstance(lr, Tensor) and lr.requires_grad)
         _single_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=keep), **kwargs)
+
+
+def _choose_path(
+    params: list[Tensor],
+    foreach: bool | None,
+    fused: bool | None,
+    differentiable: bool,
+    reference: Callable[..., None],
+    arity: tuple[int, int],
+    static: dict,
+) -> tuple[bool, bool]:
+    """``(fused, foreach)`` for a call given the user's ``foreach`` and ``fused``, for an update whose C loop is
+    printed from ``reference`` (with ``arity`` = (lists, scalars) and ``static`` constants).
+
+    The default (both None) on CPU is the C loop, when this machine can build it for every dtype at hand (the
+    reference's arithmetic at the cost of one pass over memory); otherwise, on other devices, with
+    ``differentiable`` and inside ``torch.compile``, it is foreach where foreach applies, else the reference.
+    """
+    if foreach is None and fused is None and not differentiable and not torch.compiler.is_compiling():
+        fused = _cpu_kernel_applies(params, reference, arity, static)
+    if foreach is None and not fused:
+        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
+    return bool(fused), bool(foreach)
+
+
+def _cpu_kernel_applies(
+    params: list[Tensor], reference: Callable[..., None], arity: tuple[int, int], static: dict
+) -> bool:
+    """Every tensor is a plain CPU tensor and the C loop of ``reference`` builds for each of their dtypes."""
+    plain = (Tensor, torch.nn.Parameter)
+    if not all(type(t) in plain and t.is_cpu for t in params):
+        return False
+    dtypes = {t.dtype.to_real() for t in params}  # complex tensors run as their real views
+    return all(_fused.c_kernel_available(reference, arity, dtype, static) for dtype in dtypes)
 
 
 def _foreach_types() -> tuple[type, ...]:

@@ -33,12 +33,28 @@ update in bf16. A step reads :math:`\theta, g, v, \phi` and writes :math:`\theta
 Implementations
 ---------------
 ``_single_tensor_innaprop``
-    The reference: one tensor at a time, the lines above with :mod:`inna.formulas`; what ``torch.compile`` traces
-    and what ``differentiable=True`` runs.
+    The reference: one tensor at a time, it advances the step count :math:`t` and runs ``_innaprop_core`` with
+    that tensor's bias correction :math:`1/\sqrt{1 - \sigma^t}`; what ``torch.compile`` traces and what
+    ``differentiable=True`` runs.
+``_innaprop_core``
+    The per-element step above, the lines with :mod:`inna.formulas`, for tensors that share a step count: the lr
+    and the bias correction are its scalars, step counters are not its business.
 ``_multi_tensor_innaprop``
-    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once (the default).
+    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once.
 ``_fused_innaprop``
-    The reference compiled by ``torch.compile`` into one loop per tensor, with INNA's compiled-kernel cache.
+    On CPU, the C loop of :mod:`inna.torch._fused` printed from ``_innaprop_core``'s trace: the step counters
+    (CPU tensors) are read once and advanced, and the loop runs once per distinct count (normally once; a
+    parameter frozen for a while and trained again has its own count) with the lr and that count's bias
+    correction as scalars. Elsewhere (CUDA, ...) and without a C compiler (or with ``INNA_CPU_KERNEL=0``), the
+    reference compiled by ``torch.compile`` over the group, step counters included, with the lr a 0-dim device
+    tensor. Both take ``torch.amp.GradScaler``'s fused route (``grad_scale``, ``found_inf``).
+
+What runs where: ``fused=True`` is the fused path; the default (``foreach=None, fused=None``) is the C loop on CPU
+where it builds, foreach otherwise (other devices, no C compiler, tensor subclasses); ``differentiable=True`` and
+``foreach=False`` run the reference; inside ``torch.compile`` every path traces the reference. The C loop
+performs the reference's operations in their order and rounding, except that its square root is correctly
+rounded where torch's vectorised CPU one sometimes is not, so it agrees with the reference to an ulp or so
+(``tests/pytorch/test_innaprop_cloop.py``); see ``docs/speed.md``.
 """
 
 from __future__ import annotations
@@ -51,12 +67,14 @@ from torch import Tensor
 
 from .. import formulas
 from ..formulas import INNAStabilityWarning
+from . import _fused
 from ._base import InnaFamilyOptimizer, Range
 from .functional import (
+    _amp_prologue,
     _as_real,
-    _foreach_types,
+    _choose_path,
+    _cpu_kernel_applies,
     _group_by_device_and_dtype,
-    _kernel,
     _lr_value,
     _master_targets,
     _write_back,
@@ -88,6 +106,43 @@ def _step_values(steps: list[Tensor]) -> list[float]:
     return [s.item() for s in steps]
 
 
+def _innaprop_core(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    bias_correction: float | Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    sigma: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One INNAprop step, element by element, on tensors that share the step count whose
+    :func:`~inna.formulas.rms_bias_correction` is ``bias_correction``: the arithmetic every path but foreach runs
+    (the reference calls it per tensor, the C loop is printed from its trace). Step counters are not touched."""
+    c = formulas.inna_coefficients(lr, alpha, beta)
+    shift = formulas.innaprop_decay_phase_shift(lr, weight_decay, alpha, beta)
+    for param, grad, v, phase in zip(params, grads, exp_avg_sqs, phases):
+        if torch.is_complex(param):
+            param, grad, v, phase = (torch.view_as_real(t) for t in (param, grad, v, phase))
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            # theta <- (1 - lr wd) theta first; the phase of the decayed point is phase + shift * theta (theta
+            # read before the decay; with autograd on, a copy, since the decay then changes theta in place)
+            phase.add_(shift * (param.clone() if torch.is_grad_enabled() else param))
+            param.mul_(1 - lr * weight_decay)
+        # v <- sigma v + (1 - sigma) g^2;  u = g / D,  D = sqrt(v) / sqrt(1 - sigma^t) + eps
+        v.mul_(sigma).addcmul_(g, g, value=1 - sigma)
+        u = g / (v.sqrt() * bias_correction + eps)
+        # theta <- theta - lr phase - lr beta u  (the old phase);  phase <- (1 - lr alpha) phase + lr (1 - alpha beta) u
+        param.sub_(c.theta_phase * (phase + beta * u))
+        phase.mul_(c.phase_decay).add_(c.phase_grad * u)
+
+
 def _single_tensor_innaprop(
     params: list[Tensor],
     grads: list[Tensor],
@@ -103,24 +158,11 @@ def _single_tensor_innaprop(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    c = formulas.inna_coefficients(lr, alpha, beta)
-    shift = formulas.innaprop_decay_phase_shift(lr, weight_decay, alpha, beta)
+    hyper = dict(alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=weight_decay, maximize=maximize)
     for param, grad, v, phase, step in zip(params, grads, exp_avg_sqs, phases, steps):
-        if torch.is_complex(param):
-            param, grad, v, phase = (torch.view_as_real(t) for t in (param, grad, v, phase))
-        g = -grad if maximize else grad
         step += 1
-        if weight_decay != 0:
-            # theta <- (1 - lr wd) theta first; the phase of the decayed point is phase + shift * theta (theta
-            # read before the decay; with autograd on, a copy, since the decay then changes theta in place)
-            phase.add_(shift * (param.clone() if torch.is_grad_enabled() else param))
-            param.mul_(1 - lr * weight_decay)
-        # v <- sigma v + (1 - sigma) g^2;  u = g / D,  D = sqrt(v) / sqrt(1 - sigma^t) + eps
-        v.mul_(sigma).addcmul_(g, g, value=1 - sigma)
-        u = g / (v.sqrt() * formulas.rms_bias_correction(sigma, _step_value(step, param)) + eps)
-        # theta <- theta - lr phase - lr beta u  (the old phase);  phase <- (1 - lr alpha) phase + lr (1 - alpha beta) u
-        param.sub_(c.theta_phase * (phase + beta * u))
-        phase.mul_(c.phase_decay).add_(c.phase_grad * u)
+        bias_correction = formulas.rms_bias_correction(sigma, _step_value(step, param))
+        _innaprop_core([param], [grad], [v], [phase], lr, bias_correction, **hyper)
 
 
 def _multi_tensor_innaprop(
@@ -169,23 +211,72 @@ def _fused_innaprop(
     phases: list[Tensor],
     steps: list[Tensor],
     lr: float | Tensor,
+    *,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+    c_loop: bool = False,
     **hyper: Any,
 ) -> None:
+    """The fused path, per (device, dtype) group: the C loop on CPU where it builds (:func:`_c_loop_innaprop`),
+    else the reference compiled by ``torch.compile``; both take GradScaler's ``grad_scale`` and ``found_inf``.
+    ``c_loop``: the caller already knows the C loop serves every tensor (the default path checked it)."""
+    lists = (params, grads, exp_avg_sqs, phases, steps)
     if torch.compiler.is_compiling():
         # Already inside a graph being compiled: inductor fuses the reference as it is.
-        _single_tensor_innaprop(params, grads, exp_avg_sqs, phases, steps, lr, **hyper)
+        _fused._guarded(_single_tensor_innaprop, lists, (lr,), grad_scale, found_inf, 1, hyper)
         return
-    for lists in _group_by_device_and_dtype(params, grads, exp_avg_sqs, phases, steps):
-        key = (*hyper.values(), *map(id, lists[0]))
-        kernel = _kernel(key, reference=_single_tensor_innaprop)
-        # Inductor drops in-place updates of 0-dim inputs (torch 2.13): hand it 1-element views instead (the
-        # step counters are all 0-dim).
-        lists = [[t.unsqueeze(0) if t.dim() == 0 else t for t in ts] for ts in lists]
-        # The lr travels as a 0-dim tensor on the parameters' device, so a changing lr never recompiles.
-        p0 = lists[0][0]
-        dtype = torch.float64 if p0.dtype in (torch.float64, torch.complex128) else torch.float32
-        lr_t = torch.as_tensor(lr, dtype=dtype, device=p0.device).reshape(())
-        kernel(*lists, lr_t, **hyper)
+    for group in _group_by_device_and_dtype(*lists):
+        if c_loop or _cpu_kernel_applies(group[0], _innaprop_core, _CORE_ARITY, hyper):
+            _c_loop_innaprop(*group, lr, grad_scale, found_inf, hyper)
+        else:
+            # elsewhere (CUDA, ...; or no C compiler): the reference compiled by torch.compile over the group, the
+            # step counters included (on the parameters' device: no host read), the lr a 0-dim device tensor
+            _fused._run_compiled(_single_tensor_innaprop, group, (lr,), hyper, 1, grad_scale, found_inf)
+
+
+#: The C loop's arity: (params, grads, exp_avg_sqs, phases) and (lr, bias_correction).
+_CORE_ARITY = (4, 2)
+
+
+def _c_loop_innaprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    steps: list[Tensor],
+    lr: float | Tensor,
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+    hyper: dict[str, Any],
+) -> None:
+    """The C loop printed from :func:`_innaprop_core`, once per step count (CPU tensors of one dtype).
+
+    The step counters are CPU tensors: read once, then advanced (not where ``found_inf`` says the step is
+    skipped: the kernel then writes nothing). Tensors that share a count share the bias correction, a scalar of
+    the kernel: normally one call; parameters frozen for a while and then trained again make one per count."""
+    counts = _step_values(steps)
+    if found_inf is None:
+        torch._foreach_add_(steps, 1)
+    else:
+        torch._foreach_add_(steps, 1 - found_inf.to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
+    by_count: dict[float, list[int]] = {}
+    if counts.count(counts[0]) == len(counts):
+        by_count[counts[0] + 1] = []  # the common case: one count
+    else:
+        for i, t in enumerate(counts):
+            by_count.setdefault(t + 1, []).append(i)
+    lists = (params, grads, exp_avg_sqs, phases)
+    for t, idx in by_count.items():
+        chosen = lists if len(by_count) == 1 else tuple([ts[i] for i in idx] for ts in lists)
+        _fused.elementwise_update(
+            _innaprop_core,
+            chosen,
+            (lr, formulas.rms_bias_correction(hyper["sigma"], t)),
+            static=hyper,
+            grad_index=1,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
 
 
 def innaprop(
@@ -206,6 +297,8 @@ def innaprop(
     foreach: bool | None = None,
     fused: bool | None = None,
     differentiable: bool = False,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
 ) -> None:
     r"""Apply one INNAprop step in place to ``params`` and their state (see the module docstring).
 
@@ -219,9 +312,13 @@ def innaprop(
         alpha, beta, sigma, eps, weight_decay, maximize: see :class:`INNAprop`.
         masters: optional high-precision copies of low-precision ``params`` (``None`` entries for the others):
             the update runs on the master copy (with the gradient upcast), then the parameter gets its rounding.
-        foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless ``differentiable`` or some
-            tensor is not a plain dense tensor.
+        foreach, fused: which implementation to use; both ``None`` picks, on CPU, the C loop where it builds,
+            else ``foreach`` unless ``differentiable`` or some tensor is not a plain dense tensor.
         differentiable: keep autograd recording through the update (reference path only).
+        grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route, as for :func:`inna.torch.functional.inna`:
+            the fused path unscales the gradients in its kernel (leaving them unscaled in ``grads``) and changes
+            nothing, step counters included, when ``found_inf`` is nonzero; the other paths take the scaler's
+            default route (one host read of ``found_inf``).
     """
     if not (len(params) == len(grads) == len(exp_avg_sqs) == len(phases) == len(steps)):
         raise ValueError(
@@ -234,14 +331,18 @@ def innaprop(
         raise RuntimeError("INNAprop: `differentiable=True` is only supported by the single-tensor path")
     if not params:
         return
+    skip, grad_scale, found_inf = _amp_prologue(grads, masters, fused, grad_scale, found_inf)
+    if skip:
+        return
     targets, target_grads = _master_targets(params, grads, masters)
     hyper = dict(alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=weight_decay, maximize=maximize)
     state = (targets, target_grads, exp_avg_sqs, phases, steps)
-    if foreach is None and not fused:
-        foreach = not differentiable and all(type(t) in _foreach_types() for t in targets)
+    chose_c_loop = foreach is None and fused is None  # then _choose_path picks fused only where the C loop serves
+    fused, foreach = _choose_path(targets, foreach, fused, differentiable, _innaprop_core, _CORE_ARITY, hyper)
     compiling = torch.compiler.is_compiling()
     if fused:
-        _fused_innaprop(*state, _lr_value(lr, keep_tensor=True), **hyper)
+        _lr = _lr_value(lr, keep_tensor=True)
+        _fused_innaprop(*state, _lr, grad_scale=grad_scale, found_inf=found_inf, c_loop=chose_c_loop, **hyper)
     elif foreach and not compiling:
         _multi_tensor_innaprop(*state, _lr_value(lr, keep_tensor=False), **hyper)
     else:
@@ -299,9 +400,12 @@ class INNAprop(InnaFamilyOptimizer):
         weight_decay: decoupled decay :math:`\lambda \ge 0`, :math:`\theta \leftarrow (1 - \gamma\lambda)\theta`
             before the step (default 0.01, as AdamW's).
         maximize: maximize the objective instead (``p.grad`` is never modified).
-        foreach: the multi-tensor ``torch._foreach_*`` path; ``None`` (default) picks it whenever it applies.
-        fused: the reference compiled by ``torch.compile`` into one loop per tensor (reads :math:`\theta, g, v,
-            \phi`, writes :math:`\theta, v, \phi`). The first step compiles.
+        foreach: the multi-tensor ``torch._foreach_*`` path. ``None`` (default, with ``fused=None``) picks, on CPU,
+            the fused C loop where this machine can build it, else foreach whenever it applies.
+        fused: one pass over memory per step (reads :math:`\theta, g, v, \phi`, writes :math:`\theta, v, \phi`): on
+            CPU a C loop printed from the reference (built in well under a second at first use, then cached on
+            disk), elsewhere the reference compiled by ``torch.compile`` (the first step compiles). With it,
+            ``torch.amp.GradScaler`` takes its fused route (unscaling and skipping in the kernel).
         differentiable: let autograd record through ``step()``; uses the reference path.
         state_dtype: ``None`` (default) keeps the state in each parameter's dtype; ``torch.float32`` keeps, for
             bf16/fp16 parameters, :math:`v`, the phase and a float32 master copy of :math:`\theta`.
@@ -421,6 +525,10 @@ class INNAprop(InnaFamilyOptimizer):
             with torch.enable_grad():
                 loss = closure()
         self._maybe_warn_unstable()
+        amp = self._amp_inputs()
+        if amp is None:
+            return loss  # GradScaler found an inf at a first step: skipped
+        grad_scale, found_inf = amp
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for group in self.param_groups:
                 params: list[Tensor] = []
@@ -447,6 +555,8 @@ class INNAprop(InnaFamilyOptimizer):
                     foreach=group["foreach"],
                     fused=group["fused"],
                     differentiable=group["differentiable"],
+                    grad_scale=grad_scale,
+                    found_inf=found_inf,
                 )
         return loss
 
