@@ -403,3 +403,11 @@ def test_compiled_route_unscales_and_skips_step_counters_included(monkeypatch, f
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert [s.item() for s in steps] == [2.0, 2.0]
     assert _fused.stats["compiled"] > compiled_before
+
+
+def test_compiler_flags_leave_sqrt_vectorisable():
+    # -fno-fast-math re-enables errno; only a later -fno-math-errno lets gcc turn sqrtf into a vector instruction
+    # (measured: INNAprop's C loop 2.6x fused AdamW on ResNet-18 shapes with the other order).
+    flags = _fused._FLAGS
+    assert flags.index("-fno-math-errno") > flags.index("-fno-fast-math")
+    assert "-ffast-math" not in flags and "-ffp-contract=off" in flags
