@@ -162,11 +162,21 @@ def test_parity_float64(case, float64):
         assert theta_err < 1e-12 and psi_err < 1e-12, (path, theta_err, psi_err)
 
 
-def test_torch_multi_tensor_path_equals_update_step(float64):
+@pytest.mark.parametrize("cpu_kernel", ["1", "0"], ids=["c-loop", "foreach"])
+def test_torch_multi_tensor_path_equals_update_step(float64, cpu_kernel, monkeypatch):
     if BACKEND != "torch":
         pytest.skip("the multi-tensor path exists on the torch backend only")
+    # on CPU the multi-tensor step runs inna.torch's C loop; INNA_CPU_KERNEL=0 takes its foreach fallback (GPUs')
+    monkeypatch.setenv("INNA_CPU_KERNEL", cpu_kernel)
+    from inna.torch import _fused
+
+    calls = []
+    one_pass = _fused.elementwise_update
+    monkeypatch.setattr(_fused, "elementwise_update", lambda *a, **k: (calls.append(a[0]), one_pass(*a, **k)))
     for case in CASES:
+        calls.clear()
         fast = run_against_reference(CASES[case], "float64", multi_tensor=True)
+        assert bool(calls) == (cpu_kernel == "1"), (case, cpu_kernel)
         slow = run_against_reference(CASES[case], "float64", multi_tensor=False)
         assert fast[2]._multi_tensor and not slow[2]._multi_tensor
         for a, b in zip(fast[3] + fast[2].variables, slow[3] + slow[2].variables):

@@ -2,10 +2,11 @@ r"""The PyTorch backend's multi-tensor updates for :mod:`inna.keras` (imported o
 
 Keras steps a custom optimizer one variable at a time in Python (``update_step``), which on the PyTorch backend
 costs several kernel launches and Python dispatches per variable. Keras's built-in optimizers replace that loop with
-``torch._foreach_*`` kernels over all variables; these functions do the same for INNA and INNAprop, computing the
+``torch._foreach_*`` kernels over all variables; these functions do better for INNA and INNAprop, computing the
 same update as ``update_step`` (the tests prove the two equal in float64 and time both in
-``benchmarks/keras_step_time.py``). INNA's kernels are :func:`inna.torch.functional.inna`'s ``foreach`` path, the one
-that :class:`inna.INNA` runs.
+``benchmarks/keras_step_time.py``) with :mod:`inna.torch`'s own paths: on CPU the C loop that :class:`inna.INNA` and
+:class:`inna.INNAprop` run by default (one pass over memory, printed from their references), elsewhere
+``torch._foreach_*`` kernels.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import torch
 from keras import ops
 
 from ..formulas import inna_coefficients, innaprop_decay_phase_shift, rms_bias_correction
+from ..torch import _fused
+from ..torch.functional import _cpu_kernel_applies
 from ..torch.functional import inna as inna_update
+from ..torch.innaprop import _CORE_ARITY, _innaprop_core
 
 __all__ = ["STEPS", "inna_step", "innaprop_step"]
 
@@ -60,38 +64,37 @@ def inna_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: A
             beta=opt.beta,
             weight_decay=wd,
             decoupled_weight_decay=opt.decoupled_weight_decay,
-            foreach=True,
-        )
+        )  # foreach=None, fused=None: the C loop on CPU, foreach elsewhere
 
 
 @torch.no_grad()
 def innaprop_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: Any) -> None:
-    """INNAprop's update (``INNAprop.update_step``) on all ``variables`` at once, one group per device and dtype."""
+    """INNAprop's update (``INNAprop.update_step``) on all ``variables`` at once: on CPU INNAprop's C loop, one call
+    per weight-decay value (Keras counts steps per optimizer, so every variable shares the bias correction);
+    elsewhere ``torch._foreach_*`` kernels, one group per device and dtype."""
     lr = _scalar(learning_rate)
     bias_correction = rms_bias_correction(opt.sigma, int(_scalar(opt._step_count())) + 1)
+    hyper = dict(alpha=opt.alpha, beta=opt.beta, sigma=opt.sigma, eps=opt.epsilon, maximize=False)
+    by_decay = _by_decay(opt, grads, variables)
+    static = {wd: {**hyper, "weight_decay": wd} for wd in by_decay}
+    if all(_cpu_kernel_applies(lists[0], _innaprop_core, _CORE_ARITY, static[wd]) for wd, lists in by_decay.items()):
+        for wd, lists in by_decay.items():
+            _fused.elementwise_update(_innaprop_core, lists, (lr, bias_correction), static=static[wd])
+        return
     c = inna_coefficients(lr, opt.alpha, opt.beta)
-    groups: dict[tuple[torch.device, torch.dtype], dict[str, list[torch.Tensor]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    decays: dict[float, tuple[list[torch.Tensor], list[torch.Tensor]]] = defaultdict(lambda: ([], []))
-    for grad, variable in zip(grads, variables):
-        theta = variable.value
-        index = opt._get_variable_index(variable)
-        group = groups[(theta.device, theta.dtype)]
-        group["theta"].append(theta)
-        group["grad"].append(_as_dtype(grad, theta.dtype))
-        group["phase"].append(opt._phases[index].value)
-        group["v"].append(opt._second_moments[index].value)
-        wd = opt._decay_of(variable)
+    for wd, (thetas, _, _, phases) in by_decay.items():
         if wd:
-            decays[wd][0].append(theta)
-            decays[wd][1].append(opt._phases[index].value)
-    for wd, (thetas, phases) in decays.items():
-        # the exact effect of theta <- (1 - lr wd) theta on the phase, theta read before the decay
-        torch._foreach_add_(phases, thetas, alpha=innaprop_decay_phase_shift(lr, wd, opt.alpha, opt.beta))
-        torch._foreach_mul_(thetas, 1 - lr * wd)
-    for group in groups.values():
-        thetas, gs, phases, vs = group["theta"], group["grad"], group["phase"], group["v"]
+            # the exact effect of theta <- (1 - lr wd) theta on the phase, theta read before the decay
+            torch._foreach_add_(phases, thetas, alpha=innaprop_decay_phase_shift(lr, wd, opt.alpha, opt.beta))
+            torch._foreach_mul_(thetas, 1 - lr * wd)
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], ...]] = defaultdict(
+        lambda: ([], [], [], [])
+    )
+    for lists in by_decay.values():
+        for items in zip(*lists):
+            for lst, t in zip(groups[(items[0].device, items[0].dtype)], items):
+                lst.append(t)
+    for thetas, gs, vs, phases in groups.values():
         torch._foreach_mul_(vs, opt.sigma)
         torch._foreach_addcmul_(vs, gs, gs, value=1 - opt.sigma)
         denoms = torch._foreach_sqrt(vs)
@@ -102,6 +105,19 @@ def innaprop_step(opt: Any, grads: list[Any], variables: list[Any], learning_rat
         torch._foreach_addcdiv_(thetas, gs, denoms, value=-c.theta_grad)
         torch._foreach_mul_(phases, c.phase_decay)
         torch._foreach_addcdiv_(phases, gs, denoms, value=c.phase_grad)
+
+
+def _by_decay(opt: Any, grads: list[Any], variables: list[Any]) -> dict[float, tuple[list[torch.Tensor], ...]]:
+    """(θ, g, v, φ) lists of the variables, by their weight decay."""
+    out: dict[float, tuple[list[torch.Tensor], ...]] = defaultdict(lambda: ([], [], [], []))
+    for grad, variable in zip(grads, variables):
+        theta = variable.value
+        index = opt._get_variable_index(variable)
+        lists = out[opt._decay_of(variable)]
+        for lst, t in zip(lists, (theta, _as_dtype(grad, theta.dtype), opt._second_moments[index].value,
+                                  opt._phases[index].value)):  # fmt: skip
+            lst.append(t)
+    return out
 
 
 #: The multi-tensor step of each optimizer class, by class name.
