@@ -411,3 +411,17 @@ def test_compiler_flags_leave_sqrt_vectorisable():
     flags = _fused._FLAGS
     assert flags.index("-fno-math-errno") > flags.index("-fno-fast-math")
     assert "-ffast-math" not in flags and "-ffp-contract=off" in flags
+
+
+@needs_c
+def test_step_counters_advance_in_one_c_call_and_skip_on_found_inf(monkeypatch):
+    counters = [torch.tensor(float(t)) for t in (0, 3, 3, 7)]
+    assert _fused.advance_counters(counters) == [0.0, 3.0, 3.0, 7.0]
+    assert [c.item() for c in counters] == [1.0, 4.0, 4.0, 8.0]
+    assert _fused.advance_counters(counters, torch.tensor([1.0])) == [1.0, 4.0, 4.0, 8.0]
+    assert [c.item() for c in counters] == [1.0, 4.0, 4.0, 8.0]  # found_inf: read, not advanced
+    # what the helper does not serve it leaves alone (the caller then uses torch): another dtype, no C kernel
+    other = [torch.tensor(2.0, dtype=torch.float64)]
+    assert _fused.advance_counters(other) is None and other[0].item() == 2.0
+    monkeypatch.setenv("INNA_CPU_KERNEL", "0")
+    assert _fused.advance_counters(counters) is None and counters[0].item() == 1.0

@@ -70,6 +70,8 @@ import threading
 import types
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -78,6 +80,7 @@ from torch import Tensor
 __all__ = ["c_kernel_available", "elementwise_update", "stats"]
 
 _PLAIN = (Tensor, torch.nn.Parameter)
+_PLAIN_SET = frozenset(_PLAIN)
 
 #: What was built, for tests and benchmarks: "traces" (make_fx traces), "c_builds" (C compilations),
 #: "c_loads" (libraries loaded, from a build or the disk cache), "compiled" (torch.compile kernels created).
@@ -388,6 +391,11 @@ class _CKernel:
 
 
 def _build(source: str, cmd: list[str]) -> _CKernel:
+    return _CKernel(_library(source, cmd))
+
+
+def _library(source: str, cmd: list[str], counter: str = "c_builds") -> str:
+    """The path of the shared library built from ``source`` (from the disk cache when it is there)."""
     digest = hashlib.sha256("\0".join([source, *cmd, _cpu_tag(), sys.platform]).encode()).hexdigest()[:24]
     directory = _cache_dir()
     path = os.path.join(directory, f"inna_{digest}.so")
@@ -401,12 +409,67 @@ def _build(source: str, cmd: list[str]) -> _CKernel:
             if done.returncode != 0:
                 raise _Unsupported(f"C compiler failed: {done.stderr.strip()[:2000]}")
             os.replace(tmp_out, path)  # atomic: concurrent processes never load a half-written library
-            stats["c_builds"] += 1
+            stats[counter] += 1
         finally:
             for leftover in (tmp_src, tmp_out):
                 if os.path.exists(leftover):
                     os.unlink(leftover)
-    return _CKernel(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Step counters
+# --------------------------------------------------------------------------------------------------------------
+
+_COUNTERS_SOURCE = r"""
+#include <stdint.h>
+/* Read n float32 step counters (one 0-dim tensor each) into before[] and add 1 to each, unless *skip != 0. */
+void inna_advance_counters(int64_t n, const int64_t* ptrs, double* before, const float* skip) {
+  const float inc = (skip && *skip != 0.0f) ? 0.0f : 1.0f;
+  for (int64_t i = 0; i < n; i++) {
+    float* c = (float*)(intptr_t)ptrs[i];
+    before[i] = (double)*c;
+    *c = *c + inc;
+  }
+}
+"""
+_counters_fn: list[Any] = []  # [the loaded function, or None where no C compiler works]
+
+
+def advance_counters(counters: list[Tensor], skip: Tensor | None = None) -> list[float] | None:
+    """Read per-parameter step counters and add 1 to each (nothing when ``skip`` is nonzero) in one C call.
+
+    ``counters`` are 0-dim float32 CPU tensors (INNAprop's ``state["step"]``); ``skip`` is GradScaler's
+    ``found_inf`` on the CPU. Returns the counts before the step, or None (and changes nothing) when the C helper
+    does not apply here (no C compiler, ``INNA_CPU_KERNEL=0``, or some counter of another kind): the caller then
+    does it with torch. On 400 parameters this is 20 µs instead of the 0.5 ms of ``torch._foreach_add_`` over
+    400 0-dim tensors plus a ``torch.stack`` to read them.
+    """
+    if os.environ.get("INNA_CPU_KERNEL", "1") == "0" or not counters:
+        return None
+    if not _counters_fn:
+        with _LOCK:
+            if not _counters_fn:
+                cmd, fn = _compiler(), None
+                if cmd is not None:
+                    try:
+                        fn = ctypes.CDLL(_library(_COUNTERS_SOURCE, cmd, "counter_builds")).inna_advance_counters
+                        fn.restype = None
+                        fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+                    except (_Unsupported, OSError, subprocess.SubprocessError, AttributeError):
+                        fn = None
+                _counters_fn.append(fn)
+    fn = _counters_fn[0]
+    if fn is None or (skip is not None and not (skip.is_cpu and skip.dtype == torch.float32 and skip.numel() == 1)):
+        return None
+    if not set(map(type, counters)) <= _PLAIN_SET or set(map(_DTYPE, counters)) != {torch.float32}:
+        return None
+    if not all(map(_IS_CPU, counters)) or set(map(Tensor.numel, counters)) != {1}:
+        return None
+    ptrs = array.array("q", map(Tensor.data_ptr, counters))
+    before = array.array("d", bytes(8 * len(counters)))
+    fn(len(counters), ptrs.buffer_info()[0], before.buffer_info()[0], None if skip is None else skip.data_ptr())
+    return before.tolist()
 
 
 #: (reference, static, dtype, n_roles, n_scalars, grad_index) -> _CKernel, or None where C does not apply.
@@ -480,6 +543,20 @@ def _dense_like(t: Tensor, ref: Tensor) -> bool:
     return True
 
 
+def same_device_and_dtype(tensors: Sequence[Tensor]) -> bool:
+    """Whether the (non-empty) ``tensors`` all share the first one's device and dtype (C-level iteration: this
+    runs every step over every parameter)."""
+    dtype, device = tensors[0].dtype, tensors[0].device
+    if set(map(_DTYPE, tensors)) != {dtype}:
+        return False
+    if device.type == "cpu":
+        return all(map(_IS_CPU, tensors))
+    return set(map(_DEVICE, tensors)) == {device}
+
+
+_DTYPE, _DEVICE, _IS_CPU = attrgetter("dtype"), attrgetter("device"), attrgetter("is_cpu")
+
+
 def _scalar_value(s: float | Tensor) -> float:
     return float(s.item()) if isinstance(s, Tensor) else float(s)
 
@@ -500,8 +577,9 @@ def _run_c(
     found_inf: Tensor | None,
 ) -> None:
     n = len(lists[0])
-    ptrs = array.array("q", [t.data_ptr() for items in zip(*lists) for t in items])
-    numels = array.array("q", [t.numel() for t in lists[0]])
+    # (the per-tensor work is map() over C methods: on 400 small tensors Python's own loop was a third of the step)
+    ptrs = array.array("q", map(Tensor.data_ptr, chain.from_iterable(zip(*lists))))
+    numels = array.array("q", map(Tensor.numel, lists[0]))
     values = array.array("d", [_scalar_value(s) for s in scalars] or [0.0])
     gs = None if grad_scale is None else grad_scale.detach().to("cpu", torch.float32).reshape(())
     fi = None if found_inf is None else found_inf.detach().to("cpu", torch.float32).reshape(())
@@ -614,11 +692,7 @@ def elementwise_update(
     groups: dict[tuple[torch.device, torch.dtype], list[list[Tensor]]] = defaultdict(lambda: [[] for _ in tensors])
     first = tensors[0]
     dtype0, device0 = first[0].dtype, first[0].device
-    if device0.type == "cpu":
-        same = all(t.is_cpu and t.dtype is dtype0 for t in first)
-    else:
-        same = all(t.dtype is dtype0 and t.device == device0 for t in first)
-    if same and not dtype0.is_complex:
+    if same_device_and_dtype(first) and not dtype0.is_complex:
         # the common case, one pass: a single real group (empty tensors are harmless to the loops)
         groups[(device0, dtype0)] = [list(ts) for ts in tensors]
     else:
@@ -632,7 +706,7 @@ def elementwise_update(
         dtype = lists[0][0].dtype  # complex tensors are real views by now
         cpu = device.type == "cpu" and (grad_scale is None or grad_scale.device.type == "cpu")
         # only plain tensors own the memory their data pointer names (a DTensor, FSDP2's parameters, does not)
-        if cpu and all(type(t) in _PLAIN for ts in lists for t in ts):
+        if cpu and set(map(type, chain.from_iterable(lists))) <= _PLAIN_SET:
             kernel = _c_kernel(
                 reference, static, dtype, len(lists), len(scalars), None if grad_scale is None else grad_index
             )
@@ -643,7 +717,7 @@ def elementwise_update(
 
 
 def _run_cpu_group(kernel, reference, lists, scalars, static, grad_index, grad_scale, found_inf) -> None:
-    if all(t.is_contiguous() for ts in lists for t in ts):  # shapes agree by contract: one dense layout
+    if all(map(Tensor.is_contiguous, chain.from_iterable(lists))):  # shapes agree by contract: one dense layout
         _run_c(kernel, lists, scalars, grad_scale, found_inf)
         return
     dense = [all(_dense_like(t, items[0]) for t in items) for items in zip(*lists)]

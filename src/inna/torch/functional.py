@@ -134,15 +134,8 @@ def _single_tensor_inna(
 def _group_by_device_and_dtype(*lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
     """The lists split by the device and dtype of the first list's tensors (one group, copied, in the common
     case where they all share them)."""
-    if lists and lists[0]:
-        first = lists[0]
-        dtype, device = first[0].dtype, first[0].device
-        if device.type == "cpu":
-            same = all(t.is_cpu and t.dtype is dtype for t in first)
-        else:
-            same = all(t.dtype is dtype and t.device == device for t in first)
-        if same:
-            return [tuple(list(ts) for ts in lists)]
+    if lists and lists[0] and _fused.same_device_and_dtype(lists[0]):
+        return [tuple(list(ts) for ts in lists)]
     groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], ...]] = defaultdict(
         lambda: tuple([] for _ in lists)
     )
@@ -390,10 +383,9 @@ def _cpu_kernel_applies(
     params: list[Tensor], reference: Callable[..., None], arity: tuple[int, int], static: dict
 ) -> bool:
     """Every tensor is a plain CPU tensor and the C loop of ``reference`` builds for each of their dtypes."""
-    plain = (Tensor, torch.nn.Parameter)
-    if not all(type(t) in plain and t.is_cpu for t in params):
+    if not (set(map(type, params)) <= _fused._PLAIN_SET and all(map(_fused._IS_CPU, params))):
         return False
-    dtypes = {t.dtype.to_real() for t in params}  # complex tensors run as their real views
+    dtypes = {d.to_real() for d in set(map(_fused._DTYPE, params))}  # complex tensors run as their real views
     return all(_fused.c_kernel_available(reference, arity, dtype, static) for dtype in dtypes)
 
 

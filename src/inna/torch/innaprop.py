@@ -101,7 +101,7 @@ def _step_value(step: Tensor, like: Tensor) -> float | Tensor:
 
 def _step_values(steps: list[Tensor]) -> list[float]:
     """The step counts as Python numbers, with one device read when they share a device."""
-    if all(s.device == steps[0].device for s in steps):
+    if len(set(map(_fused._DEVICE, steps))) == 1:
         return torch.stack(steps).tolist()
     return [s.item() for s in steps]
 
@@ -254,11 +254,13 @@ def _c_loop_innaprop(
     The step counters are CPU tensors: read once, then advanced (not where ``found_inf`` says the step is
     skipped: the kernel then writes nothing). Tensors that share a count share the bias correction, a scalar of
     the kernel: normally one call; parameters frozen for a while and then trained again make one per count."""
-    counts = _step_values(steps)
-    if found_inf is None:
-        torch._foreach_add_(steps, 1)
-    else:
-        torch._foreach_add_(steps, 1 - found_inf.to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
+    counts = _fused.advance_counters(steps, found_inf)  # one C call where it applies
+    if counts is None:
+        counts = _step_values(steps)
+        if found_inf is None:
+            torch._foreach_add_(steps, 1)
+        else:
+            torch._foreach_add_(steps, 1 - found_inf.to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
     by_count: dict[float, list[int]] = {}
     if counts.count(counts[0]) == len(counts):
         by_count[counts[0] + 1] = []  # the common case: one count
@@ -493,21 +495,25 @@ class INNAprop(InnaFamilyOptimizer):
         """Collect the parameters of ``group`` that have a gradient, creating their state lazily."""
         with_grad = [p for p in group["params"] if p.grad is not None]
         self._reject_sparse(with_grad)
+        fused, state_dtype, all_state = group["fused"], group["state_dtype"], self.state
         for p in with_grad:
             params.append(p)
             grads.append(p.grad)
-            state = self.state[p]
-            dtype = self._master(p, state, group["state_dtype"]) or p.dtype
+            state = all_state[p]
+            if state_dtype is None and "master" not in state:
+                dtype = p.dtype  # the common case, without a master copy
+            else:
+                dtype = self._master(p, state, state_dtype) or p.dtype
             if "phase" not in state:
                 # phi_0 = 0 is the official psi_0 = (1 - alpha beta) theta_0
-                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if group["fused"] else "cpu")
+                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if fused else "cpu")
                 state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 state["phase"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             else:
-                for key in ("exp_avg_sq", "phase"):
-                    if state[key].dtype != dtype:  # state_dtype switched on or off
-                        state[key] = state[key].to(dtype)
-                if group["fused"] and state["step"].device != p.device:
+                v, phase = state["exp_avg_sq"], state["phase"]
+                if v.dtype != dtype or phase.dtype != dtype:  # state_dtype switched on or off
+                    state["exp_avg_sq"], state["phase"] = v.to(dtype), phase.to(dtype)
+                if fused and state["step"].device != p.device:
                     state["step"] = state["step"].to(p.device)
             exp_avg_sqs.append(state["exp_avg_sq"])
             phases.append(state["phase"])
