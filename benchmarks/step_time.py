@@ -7,9 +7,9 @@ achievable bandwidth, measured in the same run as a large out-of-place add (``to
 per float32 element) and a copy on 3 x 128 MiB, and again for each shape as the same add on tensors of the shape's
 total size (the same working set, so the same mix of cache and memory); each optimizer's *effective* bandwidth
 is the bytes its update must move (INNA and SGD with momentum read θ, g, state and write θ, state: 20 bytes per
-float32 element; Adam 28) over its median time, and its roofline fraction that over the same-size add's
-bandwidth (the large add's fraction is in the JSON). A fraction above 1 is possible: an in-place update writes
-lines it has just read, an out-of-place add pays for fetching the lines it overwrites. Timings on shared
+float32 element; Adam, AdamW and INNAprop 28) over its median time, and its roofline fraction that over the
+same-size add's bandwidth (the large add's fraction is in the JSON). A fraction above 1 is possible: an in-place
+update writes lines it has just read, an out-of-place add pays for fetching the lines it overwrites. Timings on shared
 machines vary by tens of percent between runs: compare ratios, not milliseconds.
 
     python benchmarks/step_time.py                                 # every shape, 30 rounds, CPU
@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import torch
 
-from inna import INNA
+from inna import INNA, INNAprop
 from inna.torch import _fused
 from inna.torch.functional import _single_tensor_inna
 
@@ -190,6 +190,10 @@ def contenders(device: str, options: bool) -> dict[str, Callable[[list[torch.nn.
         "INNA foreach": opt(lambda ps: INNA(ps, lr=LR, foreach=True)),
         "INNA single-tensor": opt(lambda ps: INNA(ps, lr=LR, foreach=False)),
         "authors-style loop": opt(lambda ps: AuthorsStyleINNA(ps, lr=LR)),
+        # INNAprop moves AdamW's bytes (θ, g, v, φ read; θ, v, φ written): its anchor is fused AdamW
+        "AdamW fused": opt(lambda ps: torch.optim.AdamW(ps, lr=LR, fused=True)),
+        "INNAprop fused": opt(lambda ps: INNAprop(ps, lr=LR, fused=True)),
+        "INNAprop default": opt(lambda ps: INNAprop(ps, lr=LR)),
     }
     if device == "cuda":
         table["INNA fused, CUDA graph"] = cuda_graph_step
@@ -218,7 +222,7 @@ def cuda_graph_step(params: list[torch.nn.Parameter]) -> Step:
 
 def update_bytes(name: str, numel: int, element_size: int) -> int:
     """Bytes an optimizer's update must move at least: reads and writes of θ, g and its state."""
-    accesses = 7 if name.startswith("Adam") else 5
+    accesses = 7 if name.startswith(("Adam", "INNAprop")) else 5
     return accesses * numel * element_size
 
 
