@@ -174,7 +174,9 @@ def test_sigkill_mid_suite_leaves_no_orphans_and_resume_reproduces_everything(
 @linux_only
 def test_ctrl_c_is_one_line_saying_how_to_resume(data: Path, tmp_path: Path) -> None:
     """Ctrl-C printed ~30 lines of KeyboardInterrupt tracebacks (parent and workers) and no hint."""
-    proc = start_cli(bench(data, tmp_path, "--workers", "2"), start_new_session=True)
+    # a budget far longer than the wait for the first epoch, so the interrupt always lands mid-suite (the 2-epoch
+    # suite of the other tests can finish between the first epoch record and the signal on a fast machine)
+    proc = start_cli(bench(data, tmp_path, "--workers", "2", "--epochs", "60"), start_new_session=True)
     try:
         wait_for_epochs(proc, tmp_path / "results.jsonl", 1)
         kids = children(proc.pid)
