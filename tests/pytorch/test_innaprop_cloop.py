@@ -255,6 +255,7 @@ def test_without_the_cpu_kernel_fused_compiles_and_the_default_is_foreach(monkey
 
 @needs_c
 def test_no_rebuild_as_the_lr_or_the_step_changes_or_the_tensors_grow(monkeypatch, tmp_path):
+    _fused.advance_counters([torch.zeros(())])  # the step-counter helper is built once per process, elsewhere
     monkeypatch.setenv("INNA_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setattr(_fused, "_C_KERNELS", {})
     monkeypatch.setattr(_fused, "stats", _fused.stats.__class__())

@@ -200,8 +200,12 @@ def test_mixed_dtypes_in_one_group(impl):
         ([(5, 2)], dict(lr=0.05, alpha=0.0, beta=0.3, eps=0.0, weight_decay=0.0)),
     ],
 )
-def test_fused_matches_official_form(fresh_dynamo, monkeypatch, shapes, hparams):
+@pytest.mark.parametrize("cpu_kernel", ["1", pytest.param("0", marks=pytest.mark.slow)], ids=["c-loop", "compiled"])
+def test_fused_matches_official_form(fresh_dynamo, monkeypatch, shapes, hparams, cpu_kernel):
+    """Both fused routes: the C loop (CPU) and, with INNA_CPU_KERNEL=0, torch.compile (what a GPU runs)."""
     from inna.torch import _fused
+
+    monkeypatch.setenv("INNA_CPU_KERNEL", cpu_kernel)
 
     ran = []
     for name in ("_run_c", "_run_compiled"):
@@ -218,6 +222,8 @@ def test_fused_matches_official_form(fresh_dynamo, monkeypatch, shapes, hparams)
     assert_close_to_reference(dtheta, dpsi, dv, params, tol=1e-13)
     # a fused kernel really ran (the C loop on CPU where it builds, else a compiled graph), not only the reference
     assert ran and len(set(ran)) == 1
+    if cpu_kernel == "0":
+        assert set(ran) == {"_run_compiled"}
 
 
 @pytest.mark.slow

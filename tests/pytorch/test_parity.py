@@ -142,8 +142,12 @@ def test_foreach_groups_mixed_devices_dtypes(impl):
         ([(5, 2)], dict(lr=0.1, alpha=0.0, beta=1.5, weight_decay=0.05, decoupled_weight_decay=True)),
     ],
 )
-def test_fused_matches_reference(fresh_dynamo, monkeypatch, shapes, hparams):
+@pytest.mark.parametrize("cpu_kernel", ["1", pytest.param("0", marks=pytest.mark.slow)], ids=["c-loop", "compiled"])
+def test_fused_matches_reference(fresh_dynamo, monkeypatch, shapes, hparams, cpu_kernel):
+    """Both fused routes: the C loop (CPU) and, with INNA_CPU_KERNEL=0, torch.compile (what a GPU runs)."""
     from inna.torch import _fused
+
+    monkeypatch.setenv("INNA_CPU_KERNEL", cpu_kernel)
 
     ran = []
     for name in ("_run_c", "_run_compiled"):
@@ -159,6 +163,8 @@ def test_fused_matches_reference(fresh_dynamo, monkeypatch, shapes, hparams):
     assert dtheta < 1e-12 and dpsi < 1e-12
     # a fused kernel really ran (the C loop on CPU where it builds, else a compiled graph), not only the reference
     assert ran and len(set(ran)) == 1
+    if cpu_kernel == "0":
+        assert set(ran) == {"_run_compiled"}
 
 
 @pytest.mark.slow

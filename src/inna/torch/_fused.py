@@ -142,8 +142,11 @@ static inline float inna_round_bf16(float f) { return inna_bf16_to_float(inna_fl
 """
 
 
-def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_index: int | None) -> str:
-    """The C source of ``inna_kernel`` for the traced graph ``gm`` on tensors of ``dtype``."""
+def _print_c(
+    gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_index: int | None
+) -> tuple[str, list[int]]:
+    """The C source of ``inna_kernel`` for the traced graph ``gm`` on tensors of ``dtype``, and the roles (list
+    positions) it writes."""
     if dtype not in _STORAGE:
         raise _Unsupported(f"dtype {dtype}")
     T = _opmath(dtype)
@@ -211,15 +214,16 @@ def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_in
         value = kwargs.pop("value", 1)
         if kwargs:
             raise _Unsupported(f"{target} with {sorted(kwargs)}")
+        if alpha != 1:
+            # torch's vectorised CPU kernel computes a + alpha*b as an FMA and its scalar tail does not, so no
+            # single C expression reproduces it bitwise: refused (that reference takes the compiled route)
+            raise _Unsupported(f"{target} with alpha")
         if target in binary:
             a, b = args
-            rhs = o(b) if alpha == 1 else f"({o(alpha)} * {o(b)})"
-            expr = f"{o(a)} {binary[target]} {rhs}"
-            if alpha != 1 and binary[target] not in "+-":
-                raise _Unsupported(f"{target} with alpha")
-        elif target is aten.rsub.Scalar:  # other - alpha * self
+            expr = f"{o(a)} {binary[target]} {o(b)}"
+        elif target is aten.rsub.Scalar:  # other - self
             a, b = args
-            expr = f"{o(b)} - {o(a) if alpha == 1 else f'({o(alpha)} * {o(a)})'}"
+            expr = f"{o(b)} - {o(a)}"
         elif target in (aten.neg.default, aten.neg_.default):
             expr = f"-{o(args[0])}"
         elif target in (aten.sqrt.default, aten.sqrt_.default):
@@ -234,7 +238,11 @@ def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_in
             # self + value * t1 * t2, which torch's CPU kernel computes as fma(value * t1, t2, self)
             fma = "fma" if ty == "double" else "fmaf"
             expr = f"{fma}({o(value)} * {o(args[1])}, {o(args[2])}, {o(args[0])})"
-        elif target in (aten.clone.default, aten.alias.default, aten.detach.default, aten.copy_.default):
+        elif target in (aten.alias.default, aten.detach.default):
+            # a view of the same memory: the same C variable, so in-place updates through it reach the role
+            names[node], kinds[node] = names[args[0]], kinds[args[0]]
+            continue
+        elif target in (aten.clone.default, aten.copy_.default):
             expr = o(args[-1] if target is aten.copy_.default else args[0])
             if target is aten.copy_.default and kinds.get(args[1]) == "s":
                 raise _Unsupported("copy of a scalar into a tensor")
@@ -308,7 +316,7 @@ def _print_c(gm: torch.fx.GraphModule, dtype: torch.dtype, n_roles: int, grad_in
     src.append("    }")
     src.append("  }")
     src.append("}")
-    return "\n".join(src) + "\n"
+    return "\n".join(src) + "\n", sorted(mutated)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -336,14 +344,19 @@ def _compiler() -> list[str] | None:
                 cmd = [*base, *extra]
                 break
     _compiler_state["cmd"] = cmd
+    # float16 storage needs the compiler's _Float16 (gcc >= 12 on x86): without it only float16 loses the loop
+    _compiler_state["float16"] = cmd is not None and _try_compile(cmd, _FLOAT16_PROBE)
     return cmd
 
 
-def _try_compile(cmd: list[str]) -> bool:
+_FLOAT16_PROBE = "int inna_probe16(void) { _Float16 h = (_Float16)1.5f; return (int)h; }\n"
+
+
+def _try_compile(cmd: list[str], probe: str = "int inna_probe(void) { return 0; }\n") -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = os.path.join(tmp, "probe.c"), os.path.join(tmp, "probe.so")
         with open(src, "w") as f:
-            f.write(_PRELUDE + "int inna_probe(void) { _Float16 h = (_Float16)1.5f; return (int)h; }\n")
+            f.write(_PRELUDE + probe)
         try:
             done = subprocess.run([*cmd, src, "-o", out], capture_output=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired):
@@ -351,22 +364,39 @@ def _try_compile(cmd: list[str]) -> bool:
         return done.returncode == 0
 
 
+_CACHE_DIRS: dict[tuple[str | None, str | None], str] = {}
+
+
 def _cache_dir() -> str:
-    path = os.environ.get("INNA_KERNEL_CACHE")
-    if not path:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        path = os.path.join(base, "inna", "kernels")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:  # a read-only home: a private directory under the temporary directory
-        path = os.path.join(tempfile.gettempdir(), f"inna-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}")
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if hasattr(os, "getuid"):
-            info = os.stat(path)
-            if info.st_uid != os.getuid() or info.st_mode & 0o022:
-                # someone else's (or a writable) directory: a library loaded from it could be anyone's code
-                path = tempfile.mkdtemp(prefix="inna-kernels-")
-    return path
+    """Where built libraries live: ``$INNA_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/inna/kernels`` or
+    ``~/.cache/inna/kernels``; a directory we cannot create, that another user owns or that others can write (a
+    library loaded from it could be anyone's code) is replaced by a private one under the temporary directory."""
+    key = (os.environ.get("INNA_KERNEL_CACHE"), os.environ.get("XDG_CACHE_HOME"))
+    if key not in _CACHE_DIRS:
+        path = key[0]
+        if not path:
+            base = key[1] or os.path.join(os.path.expanduser("~"), ".cache")
+            path = os.path.join(base, "inna", "kernels")
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        fallback = os.path.join(tempfile.gettempdir(), f"inna-kernels-{uid}")
+        for candidate in (path, fallback):
+            try:
+                os.makedirs(candidate, mode=0o700, exist_ok=True)
+            except OSError:
+                continue
+            if _private(candidate):
+                break
+        else:
+            candidate = tempfile.mkdtemp(prefix="inna-kernels-")  # once per process and setting
+        _CACHE_DIRS[key] = candidate
+    return _CACHE_DIRS[key]
+
+
+def _private(path: str) -> bool:
+    if not hasattr(os, "getuid"):
+        return True
+    info = os.stat(path)
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _cpu_tag() -> str:
@@ -380,6 +410,9 @@ def _cpu_tag() -> str:
 
 
 class _CKernel:
+    #: the list positions the kernel writes (their tensors' autograd version counters are bumped after a call)
+    mutated: tuple[int, ...] = ()
+
     def __init__(self, path: str) -> None:
         self.lib = ctypes.CDLL(path)
         fn = self.lib.inna_kernel
@@ -474,6 +507,10 @@ def advance_counters(counters: list[Tensor], skip: Tensor | None = None) -> list
 
 #: (reference, static, dtype, n_roles, n_scalars, grad_index) -> _CKernel, or None where C does not apply.
 _C_KERNELS: dict[tuple, _CKernel | None] = {}
+#: Kernels built per (reference, dtype) in a process before new static hyperparameters stop being built (they
+#: are constants of the kernel): then that reference runs where the caller sends it without the C loop (the
+#: default path: foreach; ``fused=True``: torch.compile).
+MAX_VARIANTS = 64
 
 
 def c_kernel_available(
@@ -497,12 +534,19 @@ def _c_kernel(
         return _C_KERNELS[key]
     with _LOCK:
         if key not in _C_KERNELS:
+            if sum(k[0] is reference and k[2] == dtype for k in _C_KERNELS) >= MAX_VARIANTS:
+                # the static hyperparameters keep changing (a weight-decay schedule, say): stop building
+                stats["c_refused"] += 1
+                return None
             kernel = None
             cmd = _compiler()
-            if cmd is not None and dtype in _STORAGE:
+            usable = dtype in _STORAGE and (dtype != torch.float16 or _compiler_state.get("float16"))
+            if cmd is not None and usable:
                 try:
                     gm = _trace(reference, static, dtype, n_roles, n_scalars)
-                    kernel = _build(_print_c(gm, dtype, n_roles, gi), cmd)
+                    source, mutated = _print_c(gm, dtype, n_roles, gi)
+                    kernel = _build(source, cmd)
+                    kernel.mutated = tuple(mutated)
                 except (_Unsupported, OSError, subprocess.SubprocessError):
                     kernel = None
             _C_KERNELS[key] = kernel
@@ -555,6 +599,8 @@ def same_device_and_dtype(tensors: Sequence[Tensor]) -> bool:
 
 
 _DTYPE, _DEVICE, _IS_CPU = attrgetter("dtype"), attrgetter("device"), attrgetter("is_cpu")
+_DTYPE_OF, _IS_CPU_OF, _NBYTES_OF = Tensor.dtype.__get__, Tensor.is_cpu.__get__, Tensor.nbytes.__get__
+_REQUIRES_GRAD_OF = Tensor.requires_grad.__get__
 
 
 def _scalar_value(s: float | Tensor) -> float:
@@ -592,6 +638,11 @@ def _run_c(
         None if fi is None else fi.data_ptr(),
         torch.get_num_threads(),
     )
+    # the writes bypassed autograd: bump the version counters, so a graph that saved these tensors before the
+    # step fails at backward as it does after an eager in-place update
+    written = [t for i in kernel.mutated for t in lists[i]]
+    if written:
+        torch.autograd.graph.increment_version(written)
 
 
 #: Compiled kernels for the torch.compile route, most recently used last, keyed by the group's parameter
@@ -627,6 +678,11 @@ def _guarded(
 
 
 def _compiled(key: tuple) -> Callable[..., None]:
+    with _LOCK:
+        return _compiled_locked(key)
+
+
+def _compiled_locked(key: tuple) -> Callable[..., None]:
     kernel = _COMPILED.get(key)
     if kernel is None:
         ref = _guarded
@@ -705,8 +761,15 @@ def elementwise_update(
     for (device, _), lists in groups.items():
         dtype = lists[0][0].dtype  # complex tensors are real views by now
         cpu = device.type == "cpu" and (grad_scale is None or grad_scale.device.type == "cpu")
+        flat = list(chain.from_iterable(lists))
         # only plain tensors own the memory their data pointer names (a DTensor, FSDP2's parameters, does not)
-        if cpu and set(map(type, chain.from_iterable(lists))) <= _PLAIN_SET:
+        if cpu and set(map(type, flat)) <= _PLAIN_SET:
+            if not _c_loop_can_address(lists, dtype):
+                # what the loop cannot take as given (lists of other dtypes, devices or shapes than the first, a
+                # write autograd must see) gets the reference's own eager semantics: its errors, its promotions
+                if not _unscale_and_check(lists[grad_index] if grad_index is not None else [], grad_scale, found_inf):
+                    reference(*lists, *[_scalar_value(x) for x in scalars], **static)
+                continue
             kernel = _c_kernel(
                 reference, static, dtype, len(lists), len(scalars), None if grad_scale is None else grad_index
             )
@@ -714,6 +777,21 @@ def elementwise_update(
                 _run_cpu_group(kernel, reference, lists, scalars, static, grad_index, grad_scale, found_inf)
                 continue
         _run_compiled(reference, lists, scalars, static, grad_index, grad_scale, found_inf)
+
+
+def _c_loop_can_address(lists: Sequence[list[Tensor]], dtype: torch.dtype) -> bool:
+    """The loop may take these lists: every tensor of every list is a CPU tensor with as many bytes as the first
+    list's at its position (the first list is all ``dtype`` on the CPU already: it keyed the group), and no write
+    needs autograd (an in-place update of a leaf that requires grad, with grad mode on, is an error eagerly).
+    Checked every call with map() over C getters (about 0.1 µs per tensor): what the optimizers pass always
+    holds, a functional caller's lists may not, and the loop must never read or write past a tensor's end."""
+    nbytes = array.array("q", map(_NBYTES_OF, lists[0]))
+    for ts in lists[1:]:
+        if array.array("q", map(_NBYTES_OF, ts)) != nbytes or not all(map(_IS_CPU_OF, ts)):
+            return False
+        if set(map(_DTYPE_OF, ts)) != {dtype}:
+            return False
+    return not (torch.is_grad_enabled() and any(map(_REQUIRES_GRAD_OF, chain.from_iterable(lists))))
 
 
 def _run_cpu_group(kernel, reference, lists, scalars, static, grad_index, grad_scale, found_inf) -> None:

@@ -260,7 +260,8 @@ def _c_loop_innaprop(
         if found_inf is None:
             torch._foreach_add_(steps, 1)
         else:
-            torch._foreach_add_(steps, 1 - found_inf.to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
+            # found_inf sums the infs found on every device (it can be 2 or more): advance by 1 or by 0
+            torch._foreach_add_(steps, (found_inf == 0).to(device=steps[0].device, dtype=steps[0].dtype).reshape(()))
     by_count: dict[float, list[int]] = {}
     if counts.count(counts[0]) == len(counts):
         by_count[counts[0] + 1] = []  # the common case: one count

@@ -176,11 +176,15 @@ class INNA(InnaFamilyOptimizer):
         """Collect the parameters of ``group`` that have a gradient, creating their state lazily."""
         with_grad = [p for p in group["params"] if p.grad is not None]
         self._reject_sparse(with_grad)
+        state_dtype, all_state = group["state_dtype"], self.state
         for p in with_grad:
             params.append(p)
             grads.append(p.grad)
-            state = self.state[p]
-            master_dtype = self._master(p, state, group["state_dtype"])
+            state = all_state[p]
+            if state_dtype is None and "master" not in state:
+                master_dtype = None  # the common case, without a master copy
+            else:
+                master_dtype = self._master(p, state, state_dtype)
             if "phase" not in state:
                 state["phase"] = initial_phase(
                     p if master_dtype is None else state["master"],
@@ -192,10 +196,12 @@ class INNA(InnaFamilyOptimizer):
                     l2=0.0 if group["decoupled_weight_decay"] else group["weight_decay"],
                     maximize=group["maximize"],
                 )
-            elif state["phase"].dtype != (master_dtype or p.dtype):  # state_dtype switched on or off
-                state["phase"] = state["phase"].to(master_dtype or p.dtype)
+            else:
+                phase = state["phase"]
+                if phase.dtype != (master_dtype or p.dtype):  # state_dtype switched on or off
+                    state["phase"] = phase.to(master_dtype or p.dtype)
             phases.append(state["phase"])
-            masters.append(state.get("master") if master_dtype is not None else None)
+            masters.append(state["master"] if master_dtype is not None else None)
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform one INNA step on every parameter that has a gradient.
