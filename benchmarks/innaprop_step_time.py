@@ -8,7 +8,7 @@ machines vary by tens of percent between runs: compare ratios, not milliseconds.
 
 On CPU, ``fused=True`` and the default are INNAprop's C loop (``inna.torch._fused``, printed from
 ``_innaprop_core``); ``--compiled`` adds ``fused=True`` forced onto its ``torch.compile`` route (the one CUDA
-takes; its first step compiles, about a minute or more on many tensors).
+takes; its first step compiles: tens of seconds on a CPU, more on many tensors).
 
     python benchmarks/innaprop_step_time.py                 # both models, 30 timed rounds
     python benchmarks/innaprop_step_time.py --rounds 50 --model resnet18 --json out.json

@@ -295,7 +295,7 @@ SUITES_LM["cnn-adamw"] = Suite(
     "The language-model suite's lineup on cpu-paper's two CNN tasks (the width-1/4 NiN on 3,000 Fashion-MNIST "
     "images, 5 epochs; the 1-D CNN on MNIST-1D, 20 epochs; batch 32): AdamW (β₂ 0.95, 0.999), Adam, INNAprop "
     "(0.1,0.9), (1,1), (2,2) with σ = 0.999 and INNA(0.5,0.5), all with warmup + cosine and decoupled decay "
-    "0.01; γ₀ by training loss after 2 and 6 epochs; 3 seeds (about 20 minutes on 2 cores).",
+    "0.01; γ₀ by training loss after 2 and 6 epochs; 3 seeds (570 s on 2 cores, measured).",
     SUITES["cpu-paper"].tasks,
     CNN_ADAMW_OPTIMIZERS,
     seeds=3,

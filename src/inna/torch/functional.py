@@ -262,8 +262,9 @@ def inna(
             the update runs on the master copy (with the gradient upcast), then the parameter gets its rounding.
         weight_decay, decoupled_weight_decay: see :class:`inna.INNA`.
         maximize: ascend instead of descend (the gradient is negated out of place).
-        foreach, fused: which implementation to use; ``None`` picks ``foreach`` unless
-            ``differentiable`` or some tensor is not a plain dense tensor.
+        foreach, fused: which implementation to use; both ``None`` picks, on CPU, the C loop where it builds
+            (:mod:`inna.torch._fused`), else ``foreach`` unless ``differentiable`` or some tensor is not a plain
+            dense tensor.
         differentiable: keep autograd recording through the update (reference path only).
         grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route (device tensors, never read on the host by
             the fused path): the gradients are unscaled by the scaler's inverse scale (and left unscaled in
