@@ -37,6 +37,8 @@ __all__ = ["InnaFamilyOptimizer", "Range", "master_dtype"]
 #: A hyperparameter check: (name, value, the allowed range as text, predicate on the float value).
 Range = tuple[str, Any, str, Callable[[float], bool]]
 
+_GRAD, _IS_SPARSE = Tensor.grad.__get__, Tensor.is_sparse.__get__
+
 _FLOAT_RANK = {torch.float16: 1, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
 
 #: Keys torch and its schedulers put in parameter groups (never an optimizer's hyperparameter).
@@ -159,7 +161,7 @@ class InnaFamilyOptimizer(Optimizer):
         return dtype
 
     def _reject_sparse(self, params: list[Tensor]) -> None:
-        if any(p.grad.is_sparse for p in params):  # before any state is created
+        if any(map(_IS_SPARSE, map(_GRAD, params))):  # before any state is created (C-level iteration)
             raise RuntimeError(f"{self.NAME} does not support sparse gradients")
 
     def _group_of(self, param: Tensor) -> dict[str, Any]:

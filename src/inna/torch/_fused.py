@@ -761,9 +761,9 @@ def elementwise_update(
     for (device, _), lists in groups.items():
         dtype = lists[0][0].dtype  # complex tensors are real views by now
         cpu = device.type == "cpu" and (grad_scale is None or grad_scale.device.type == "cpu")
-        flat = list(chain.from_iterable(lists))
-        # only plain tensors own the memory their data pointer names (a DTensor, FSDP2's parameters, does not)
-        if cpu and set(map(type, flat)) <= _PLAIN_SET:
+        # only plain tensors own the memory their data pointer names (a DTensor, FSDP2's parameters, does not; its
+        # gradients and states are DTensors too, and a subclass tensor's data_ptr raises rather than lies)
+        if cpu and set(map(type, lists[0])) <= _PLAIN_SET:
             if not _c_loop_can_address(lists, dtype):
                 # what the loop cannot take as given (lists of other dtypes, devices or shapes than the first, a
                 # write autograd must see) gets the reference's own eager semantics: its errors, its promotions

@@ -307,7 +307,7 @@ def _master_targets(
     params: list[Tensor], grads: list[Tensor], masters: list[Tensor | None] | None
 ) -> tuple[list[Tensor], list[Tensor]]:
     """What the update runs on: each parameter, or its master copy (with the gradient upcast) where it has one."""
-    if masters is None or all(m is None for m in masters):
+    if masters is None or masters.count(None) == len(masters):
         return params, grads
     for p, m in zip(params, masters):
         if m is not None:

@@ -73,7 +73,6 @@ from .functional import (
     _amp_prologue,
     _as_real,
     _choose_path,
-    _cpu_kernel_applies,
     _group_by_device_and_dtype,
     _lr_value,
     _master_targets,
@@ -226,7 +225,9 @@ def _fused_innaprop(
         _fused._guarded(_single_tensor_innaprop, lists, (lr,), grad_scale, found_inf, 1, hyper)
         return
     for group in _group_by_device_and_dtype(*lists):
-        if c_loop or _cpu_kernel_applies(group[0], _innaprop_core, _CORE_ARITY, hyper):
+        # a (device, dtype) group: its first tensor says where it lives (the loop itself checks every tensor)
+        p0 = group[0][0]
+        if c_loop or (p0.is_cpu and _fused.c_kernel_available(_innaprop_core, _CORE_ARITY, p0.dtype.to_real(), hyper)):
             _c_loop_innaprop(*group, lr, grad_scale, found_inf, hyper)
         else:
             # elsewhere (CUDA, ...; or no C compiler): the reference compiled by torch.compile over the group, the
