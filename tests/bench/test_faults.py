@@ -176,7 +176,10 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(data: Path, tmp_path: Path) -> 
     """Ctrl-C printed ~30 lines of KeyboardInterrupt tracebacks (parent and workers) and no hint."""
     # a budget far longer than the wait for the first epoch, so the interrupt always lands mid-suite (the 2-epoch
     # suite of the other tests can finish between the first epoch record and the signal on a fast machine)
-    proc = start_cli(bench(data, tmp_path, "--workers", "2", "--epochs", "60"), start_new_session=True)
+    # SIGINT as a terminal's foreground job has it: a runner that started us in the background (a
+    # non-interactive shell's `cmd &`) passes SIGINT down ignored, and a Python started so never gets Ctrl-C
+    proc = start_cli(bench(data, tmp_path, "--workers", "2", "--epochs", "60"), start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         wait_for_epochs(proc, tmp_path / "results.jsonl", 1)
         kids = children(proc.pid)
