@@ -211,7 +211,7 @@ SUITES: dict[str, Suite] = {
     ),
     "cpu-long": Suite(
         "cpu-long",
-        "About an hour on 2 cores (--workers 2): a width-1/4 NiN on a 12,000-image Fashion-MNIST subset, "
+        "About 32 minutes on 2 cores (--workers 2, measured): a width-1/4 NiN on a 12,000-image Fashion-MNIST subset, "
         "batch 32, 8 epochs (3,000 steps), γ₀ by training loss after 2 epochs, 3 seeds.",
         (Task("fashion-nin", "fashion-mnist", "nin", 8, 2, width=0.25, train_subset=12000, test_subset=2000),),
         ("inna", "inna-guidance", "innaprop", "sgd", "adagrad", "adam"),
