@@ -6,6 +6,7 @@ eager reference (``torch.equal``), in every dtype. The CUDA tests (graph capture
 
 from __future__ import annotations
 
+import amp_training
 import pytest
 import torch
 from hypothesis import given, settings
@@ -216,21 +217,9 @@ def test_a_skipped_first_step_creates_no_state():
 
 
 def scaler_loop(impl, steps=8, unscale_first=False):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    opt = INNA(model.parameters(), lr=0.05, initial_speed=1.0, **impl)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, growth_interval=3)
-    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
-    for k in range(steps):
-        opt.zero_grad()
-        scaler.scale(torch.nn.functional.cross_entropy(model(x), y)).backward()
-        if k in (0, 4):  # an overflow, also at the very first step
-            model[0].weight.grad[0, 0] = float("inf")
-        if unscale_first:
-            scaler.unscale_(opt)  # e.g. for gradient clipping: then step() gets found_inf only
-        scaler.step(opt)
-        scaler.update()
-    return model, opt, scaler
+    return amp_training.scaler_loop(
+        lambda params: INNA(params, lr=0.05, initial_speed=1.0, **impl), steps, unscale_first
+    )
 
 
 @needs_c  # the compiled route (no C compiler) agrees to round-off, not bitwise
@@ -259,8 +248,10 @@ def test_fused_route_reads_nothing_on_the_host_after_the_first_step(monkeypatch)
     monkeypatch.setattr(torch.Tensor, "item", no_item)
     monkeypatch.setattr(torch.Tensor, "__bool__", no_item)
     for found in (0.0, 1.0):
+        before = p.detach().clone()
         opt.grad_scale, opt.found_inf = torch.tensor(8.0), torch.tensor(found)
         opt.step()
+        assert torch.equal(p.detach(), before) == bool(found)  # stepped, then skipped, with no host read
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ not always (1 ulp, see ``inna.torch._fused``): the claim is agreement to a few u
 
 from __future__ import annotations
 
+import amp_training
 import pytest
 import torch
 from hypothesis import given, settings
@@ -286,21 +287,9 @@ def test_no_rebuild_as_the_lr_or_the_step_changes_or_the_tensors_grow(monkeypatc
 
 
 def scaler_loop(impl, steps=8, unscale_first=False):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    opt = INNAprop(model.parameters(), lr=0.01, weight_decay=0.1, **impl)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, growth_interval=3)
-    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
-    for k in range(steps):
-        opt.zero_grad()
-        scaler.scale(torch.nn.functional.cross_entropy(model(x), y)).backward()
-        if k in (0, 4):  # an overflow, also at the very first step
-            model[0].weight.grad[0, 0] = float("inf")
-        if unscale_first:
-            scaler.unscale_(opt)  # e.g. for gradient clipping: then step() gets found_inf only
-        scaler.step(opt)
-        scaler.update()
-    return model, opt, scaler
+    return amp_training.scaler_loop(
+        lambda params: INNAprop(params, lr=0.01, weight_decay=0.1, **impl), steps, unscale_first
+    )
 
 
 @needs_c
