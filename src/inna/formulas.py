@@ -34,16 +34,19 @@ decay :math:`\theta \leftarrow (1 - \gamma\lambda)\theta` whose effect on the ph
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 __all__ = [
     "INNAStabilityWarning",
     "InnaCoefficients",
+    "check_power_decay_args",
     "initial_phase_scale",
     "inna_coefficients",
     "innaprop_decay_phase_shift",
     "l2_coefficient",
     "phase_from_psi",
+    "power_decay_factor",
     "psi_from_phase",
     "rms_bias_correction",
     "stability_rule_broken",
@@ -117,13 +120,45 @@ def l2_coefficient(weight_decay: float, beta: float, decoupled_weight_decay: boo
     return weight_decay / beta if decoupled_weight_decay else weight_decay
 
 
-def rms_bias_correction(sigma: float, step: Any) -> Any:
+def rms_bias_correction(
+    sigma: Any, step: Any, *, expm1: Callable[[Any], Any] = math.expm1, log: Callable[[Any], Any] = math.log
+) -> Any:
     r"""INNAprop's (and Adam's) :math:`1/\sqrt{1 - \sigma^t}` at step :math:`t \ge 1`, so
     :math:`D_t = \sqrt{v_t}\cdot\texttt{rms\_bias\_correction} + \varepsilon`.
 
-    ``step`` may be an integer or a scalar array (a device step counter, for graph capture).
+    It is computed as :math:`\big(-\mathrm{expm1}(t\ln\sigma)\big)^{-1/2}`, which keeps full relative accuracy
+    where :math:`\sigma^t` is close to 1 (early steps, :math:`\sigma` near 1): the plain :math:`1 - \sigma^t`
+    loses about :math:`-\log_2(1 - \sigma^t)` bits there, 7 bits of float32's 24 at :math:`\sigma = 0.99, t = 1`.
+    :math:`\sigma = 0` gives 1 (RMSprop without memory).
+
+    ``step`` may be an integer or a scalar array (a device step counter, for graph capture); with an array, pass the
+    array library's ``expm1`` and ``log`` (``torch.expm1``, ``jnp.expm1``, ``keras.ops.expm1``, ...). The defaults
+    are :mod:`math`'s, for Python numbers.
     """
-    return (1 - sigma**step) ** -0.5
+    if isinstance(sigma, (int, float)) and sigma == 0:
+        return step * 0 + 1.0  # the type of step, value 1
+    return (-expm1(step * log(sigma))) ** -0.5
+
+
+def power_decay_factor(step: Any, power: float, scale: float) -> Any:
+    r"""The factor :math:`(1 + c\,k)^{-q}` of the power decay :math:`\gamma_k = \gamma_0 (1 + c\,k)^{-q}` at step
+    :math:`k \ge 0` (``scale`` :math:`c`, ``power`` :math:`q`).
+
+    With :math:`q = 1/2, c = 1` it is the paper's :math:`\gamma_0/\sqrt{k+1}` per iteration. INNA's theory needs
+    only :math:`\sum_k\gamma_k = \infty` and :math:`\gamma_k = o(1/\log k)`, true for every :math:`q \in (0, 1]`;
+    :math:`q = 0` is a constant step. ``step`` may be a number or a scalar array. The torch, optax and Keras
+    schedules (:class:`inna.PowerDecayLR`, :func:`inna.optax.power_decay`, :class:`inna.keras.PowerDecay`) all
+    call this.
+    """
+    return (1.0 + scale * step) ** -power
+
+
+def check_power_decay_args(owner: str, **values: Any) -> None:
+    """Raise ``ValueError`` naming the argument unless each of ``values`` (initial value, ``power``, ``scale``) is a
+    finite real number ``>= 0``; ``owner`` names the schedule in the message."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"Invalid {name} value: {value!r} ({owner} requires 0 <= {name} < inf)")
 
 
 def innaprop_decay_phase_shift(lr: Any, weight_decay: float, alpha: float, beta: float) -> Any:

@@ -110,7 +110,7 @@ def _transformation(
                 g.astype(dtype),
                 nu.astype(dtype),
                 jnp.asarray(sigma, real),
-                formulas.rms_bias_correction(jnp.asarray(sigma, real), step),
+                formulas.rms_bias_correction(jnp.asarray(sigma, real), step, expm1=jnp.expm1, log=jnp.log),
                 jnp.asarray(eps, real),
             )
             phi = phase.astype(dtype)

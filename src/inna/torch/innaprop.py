@@ -98,6 +98,13 @@ def _step_value(step: Tensor, like: Tensor) -> float | Tensor:
     return step.item()
 
 
+def _bias_correction(sigma: float, step: float | Tensor) -> float | Tensor:
+    """:func:`inna.formulas.rms_bias_correction` with torch's ``expm1`` for a traced step tensor."""
+    if isinstance(step, Tensor):
+        return formulas.rms_bias_correction(sigma, step, expm1=torch.expm1)
+    return formulas.rms_bias_correction(sigma, step)
+
+
 def _step_values(steps: list[Tensor]) -> list[float]:
     """The step counts as Python numbers, with one device read when they share a device."""
     if len(set(map(_fused._DEVICE, steps))) == 1:
@@ -160,7 +167,7 @@ def _single_tensor_innaprop(
     hyper = dict(alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=weight_decay, maximize=maximize)
     for param, grad, v, phase, step in zip(params, grads, exp_avg_sqs, phases, steps):
         step += 1
-        bias_correction = formulas.rms_bias_correction(sigma, _step_value(step, param))
+        bias_correction = _bias_correction(sigma, _step_value(step, param))
         _innaprop_core([param], [grad], [v], [phase], lr, bias_correction, **hyper)
 
 
