@@ -69,6 +69,9 @@ def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
         (["bench", "--workers", "0"], "positive integer"),
         (["bench", "--suite", "huge"], "invalid choice"),
         (["bench", "--lr", "adam"], "OPTIMIZER=GAMMA0"),
+        (["report", "x", "--margin", "0"], "Invalid margin loss_fraction value: 0.0"),
+        (["report", "x", "--margin", "0.1,a"], "expected numbers"),
+        (["sweep", "--margin", "0.1,1,2"], "LOSS_FRACTION,ACC_POINTS"),
     ],
 )
 def test_bad_arguments_name_the_parameter(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,9 +94,9 @@ def test_report_command_and_missing_rundir(tmp_path: Path, capsys: pytest.Captur
                  "--epochs", "2", "--tune-epochs", "1", "--seeds", "2", "--out", str(out), "--workers", "1",
                  "--no-progress", "--no-figures"]) == 0  # fmt: skip
     capsys.readouterr()
-    assert main(["report", str(out), "--target-loss", "10"]) == 0
+    assert main(["report", str(out), "--target-loss", "10", "--margin", "0.2,3"]) == 0
     printed = capsys.readouterr().out
-    assert "steps to loss ≤ 10" in printed
+    assert "Targets: digits-mlp ≤ 10 (given)" in printed and "Margins: ±" in printed and "±3 point(s)" in printed
     text = (out / "report.md").read_text()
     assert "![digits-mlp](figures/digits-mlp.png)" in text and (out / "figures" / "digits-mlp.png").is_file()
     assert main(["report", str(tmp_path / "nothing")]) == 2

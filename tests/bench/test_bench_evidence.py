@@ -14,6 +14,7 @@ from bench_fixtures import make_cifar10_dir, make_idx_dir
 from inna.bench import execution as E
 from inna.bench import report as REP
 from inna.bench import training as T
+from inna.bench.evidence import Margin
 from inna.bench.optimizers import INNA_FAMILIES, OPTIMIZERS, OptimizerSpec, inna_spec
 from inna.bench.protocol import SUITES, Suite, Task, run_suite
 from inna.bench.records import read_records
@@ -243,3 +244,45 @@ def test_evaluation_batching_changes_only_the_rounding() -> None:
     assert acc == int((logits.argmax(1) == y).sum()) / 203
     assert T.evaluate(model, x, y, batch=7) == (pytest.approx(loss, rel=1e-6), acc)
     assert T.eval_batch_size("cpu") < T.eval_batch_size("cuda")
+
+
+def test_report_opens_with_time_to_target_and_the_profile_and_counts_the_tuning_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(E, "train_run", fake_train_run([]))
+    # LOW's grid is extended three times below 0.03, BASE's best is interior: the table says how many were tried
+    suite = Suite("p", "profile", (TASK,), (_spec("LOW"), _spec("BASE", "adam")), seeds=3)
+    run_suite(suite, tmp_path, progress=False, log=quiet)
+    path, summary = REP.write_report(tmp_path)
+    text = path.read_text()
+    assert summary.startswith("## Across tasks: time to target and performance profile")
+    # BASE's finals are 1.0, 1.2, 1.1: target 1.1 × 1.1 = 1.21, reached by every seed at epoch 1 (7 steps); LOW's
+    # finals 0.5–0.7 reach it at the same epoch: both are the fastest, a score of 1
+    assert "Targets: digits-mlp ≤ 1.21 (1.1 × BASE's mean final training loss)" in text
+    assert "| LOW | 7 steps, 0.1 s | 1.00 |" in text and "| BASE | 7 steps, 0.1 s | 1.00 |" in text
+    assert "![performance profile over 1 task(s)](figures/profile.png)" in text and "How to read it" in text
+    assert (tmp_path / "figures" / "profile.png").read_bytes()[:4] == b"\x89PNG"
+    assert text.index("## Across tasks") < text.index("## digits-mlp")
+    assert "| LOW | 0.003 | 8 (5 + 3) † |" in text and "| BASE | 0.3 | 5 |" in text
+    assert "† tried more γ₀ values than the optimizer with the fewest (5)" in text
+    # margins stated; LOW wins on loss (−0.5 [−0.75, −0.25] is outside ±0.11) and on accuracy
+    assert "Margins: ±0.11 training loss (10 % of BASE's mean final training loss) and ±1 point(s)" in text
+    assert "| LOW | -0.5000 [-0.7484, -0.2516] | win |" in text
+
+
+def test_undecided_names_the_seeds_and_a_larger_margin_turns_it_into_a_tie(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offsets = {"LOW": (1.0, 1.3, 0.9), "BASE": (1.0, 1.2, 1.1)}  # d = (0, 0.1, −0.2): mean −0.033, interval ±0.38
+    monkeypatch.setattr(E, "train_run", fake_train_run([]))
+    monkeypatch.setitem(SEED_OFFSET, "LOW", offsets["LOW"])
+    suite = Suite("u", "undecided", (TASK,), (_spec("LOW"), _spec("BASE", "adam")), seeds=3, max_extensions=0)
+    run_suite(suite, tmp_path, progress=False, log=quiet)
+    (task,) = REP.collect(read_records(tmp_path / "results.jsonl"))
+    (v,) = REP.verdicts(task)
+    assert v.train_loss is not None and v.train_loss.verdict == "undecided" and v.loss_margin == pytest.approx(0.11)
+    text = REP.write_report(tmp_path, figures=False)[0].read_text()
+    assert "| undecided (n = 3) |" in text and "(3 seeds)" in text
+    (wide,) = REP.verdicts(task, Margin(loss_fraction=0.5, acc_points=50))
+    assert wide.train_loss is not None and wide.train_loss.verdict == "tie" and wide.loss_margin == pytest.approx(0.55)
+    assert wide.test_acc is not None and wide.test_acc.verdict == "tie"

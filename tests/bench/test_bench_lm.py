@@ -175,7 +175,7 @@ def test_lm_suite_end_to_end_on_a_tiny_text(tmp_path: Path, capsys: pytest.Captu
     out = tmp_path / "out"
     assert main(["bench", "--suite", "lm", "--text", str(text), "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
-    assert "tiny-gpt: language model (bits per character)" in printed and "Against the best AdamW" in printed
+    assert "tiny-gpt: language model (bits per character)" in printed and "Against the best baseline" in printed
     for label in ("INNAprop(0.1,0.9)", "INNAprop(1,1)", "INNAprop(2,2)", "INNA(0.5,0.5)", "Adam"):
         assert f"| {label} |" in printed
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -56,12 +56,13 @@ def test_end_to_end_jsonl_report_and_figures(tmp_path: Path) -> None:
     assert epoch["steps"] == 2 * 10  # 300 examples, batch 32 → 10 steps per epoch
     assert 0 <= epoch["test_acc"] <= 1 and epoch["train_loss"] > 0
     assert {s["optimizer"] for s in selections} == {"INNA(0.5,0.1)", "Adam"}
-    report, summary = write_report(tmp_path)
+    report, summary = write_report(tmp_path, target_loss=2.5)  # a target every run reaches: the profile is drawn
     text = report.read_text()
     assert "| INNA(0.5,0.1) |" in text and "| Adam |" in text and "± " in text
-    png = tmp_path / "figures" / "digits-mlp.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "final test acc" in summary
+    for name in ("digits-mlp.png", "profile.png"):
+        assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "final test acc" in summary and summary.startswith("## Across tasks: time to target")
+    assert text.index("figures/profile.png") < text.index("## digits-mlp")
 
 
 def test_same_initial_weights_for_every_optimizer(tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ def test_divergence_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
     assert len(sgd_ends) == 2 and all(r["status"] == "diverged" for r in sgd_ends)
     assert all(r["epochs"] == 1 for r in sgd_ends)  # stopped in the first epoch
     _, summary = write_report(tmp_path / "b", figures=False)
-    assert "| SGD | 1e+30 | — | — | 0/2 runs | 2/2 |" in summary
+    assert "| SGD | 1e+30 | fixed | — | — | — | 2/2 |" in summary
 
 
 def test_select_lr_uses_lowest_training_loss() -> None:

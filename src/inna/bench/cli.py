@@ -98,6 +98,22 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _margin(text: str) -> Any:
+    from .evidence import Margin
+
+    try:
+        return Margin.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+_MARGIN_HELP = (
+    "equivalence margin of the verdicts: LOSS_FRACTION[,ACC_POINTS], a tie needing the 95 %% interval of the "
+    "paired difference inside ±(LOSS_FRACTION × the best baseline's mean final loss) and ±ACC_POINTS points of "
+    "test accuracy (default 0.1,1)"
+)
+
+
 def _fixed_lr(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     if not sep:
@@ -187,6 +203,7 @@ def _add_common(p: argparse.ArgumentParser, out_help: str) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--no-figures", action="store_true", help="write the report without PNG figures")
     g.add_argument("--repair", action="store_true", help=_REPAIR_HELP)
+    g.add_argument("--margin", type=_margin, metavar="F[,P]", help=_MARGIN_HELP)
 
 
 _REPAIR_HELP = (
@@ -253,10 +270,11 @@ def register(subparsers: Any) -> None:
     r.add_argument(
         "--target-loss",
         type=_positive_float,
-        help="training loss for the 'steps to reach' column "
-        "(default: the task's own target, else the median of the optimizers' final losses)",
+        help="target training loss of the time-to-target table and the performance profile, for every task "
+        "(default: the task's own target, else 1.1 x the best baseline's mean final training loss)",
     )
     r.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
+    r.add_argument("--margin", type=_margin, metavar="F[,P]", help=_MARGIN_HELP)
     r.add_argument("--title", help="title of the report")
     r.add_argument("--repair", action="store_true", help=_REPAIR_HELP.replace("OUT/", "RUNDIR/"))
     r.set_defaults(func=_report)
@@ -362,7 +380,7 @@ def _bench(args: argparse.Namespace) -> int:
         run_suite(suite, out, data_dir=args.data_dir, device=device, workers=workers,
                   fixed_lrs=dict(args.lr), progress=not args.no_progress, repair=args.repair)  # fmt: skip
         elapsed = time.perf_counter() - t0
-        report, summary = write_report(out, figures=not args.no_figures, command=_command())
+        report, summary = write_report(out, figures=not args.no_figures, command=_command(), margin=args.margin)
     except KeyboardInterrupt:
         return _interrupted("bench", out)
     except _user_errors() as err:
@@ -386,7 +404,7 @@ def _report(args: argparse.Namespace) -> int:
             with open_run_dir(rundir):
                 print(f"[inna report] repair: {repair_results(rundir / 'results.jsonl').summary()}")
         report, summary = write_report(rundir, target_loss=args.target_loss, figures=not args.no_figures,
-                                       title=args.title)  # fmt: skip
+                                       title=args.title, margin=args.margin)  # fmt: skip
     except KeyboardInterrupt:
         return _interrupted("report", None)
     except _user_errors() as err:
@@ -419,8 +437,8 @@ def _sweep(args: argparse.Namespace) -> int:
                   grid=args.grid, seeds=args.seeds, grid_points=args.grid_points, data_dir=args.data_dir, device=device,
                   workers=args.workers or _default_workers(), progress=not args.no_progress, repair=args.repair,
                   max_extensions=args.grid_extensions)  # fmt: skip
-        path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command())
-        write_report(out, figures=not args.no_figures, command=_command())
+        path = write_sweep_report(out, f"INNA sensitivity on {task.name}", command=_command(), margin=args.margin)
+        write_report(out, figures=not args.no_figures, command=_command(), margin=args.margin)
     except KeyboardInterrupt:
         return _interrupted("sweep", out)
     except _user_errors() as err:

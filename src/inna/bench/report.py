@@ -1,13 +1,17 @@
-"""Reports from a results file: a markdown table per task and the paper's figures.
+"""Reports from a results file: the tasks compared at once, then a markdown table per task and the paper's
+figures.
 
-For each task: the selected γ₀ (and the training losses of the whole grid, the evidence of the selection), the
-final training loss and test accuracy (mean ± std over seeds), the steps to reach a target training loss, and a
-PNG with log₁₀ training loss and test accuracy against epochs: the mean curve and the min–max band over seeds, per
-optimizer, as in the paper's figures; a second PNG with the training loss (log scale) against training wall-clock
-time and against steps. Then the **verdicts**: for every INNA-family optimizer against the best baseline (the
-non-INNA optimizer with the lowest mean final training loss), the seed-paired difference of the final training
-loss and of the test accuracy with its 95 % Student-t interval and the word win / tie / loss
-(:func:`inna.bench.stats.paired_difference`). A selection that stopped at the grid-extension bound is flagged.
+First, across tasks (:mod:`inna.bench.profiles`): the time each optimizer needs to reach each task's target
+training loss, and the performance profile of those times with one score per optimizer. Then for each task: the
+selected γ₀ and how many values were tried (the training losses of the whole grid below, the evidence of the
+selection), the final training loss and test accuracy (mean ± std over seeds), the final training loss at the
+library-default lr, and a PNG with log₁₀ training loss and test accuracy against epochs: the mean curve and the
+min–max band over seeds, per optimizer, as in the paper's figures; a second PNG with the training loss (log scale)
+against training wall-clock time and against steps. Then the **verdicts**: for every INNA-family optimizer against
+the best baseline (:func:`inna.bench.evidence.best_baseline`), the seed-paired difference of the final training
+loss and of the test accuracy with its 95 % Student-t interval and one of win / loss / tie / undecided, a tie
+needing the interval inside the margin (:class:`inna.bench.evidence.Margin`). A selection that stopped at the
+grid-extension bound is flagged.
 """
 
 from __future__ import annotations
@@ -15,173 +19,85 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import Record, RunRecords, final_epoch, group_runs, latest_selections, latest_suite, require_records
-from .stats import PairedDifference, paired_difference
+from .evidence import (
+    INNA_FAMILIES,
+    Margin,
+    OptimizerResult,
+    TaskResult,
+    Verdict,
+    best_baseline,
+    collect,
+    mean_std,
+    pyplot,
+    verdict_cells,
+    verdicts,
+)
+from .profiles import cross_task_lines, plot_profile, profile_ratios, task_target
+from .records import latest_suite, require_records
 
-__all__ = ["OptimizerResult", "TaskResult", "Verdict", "collect", "curves_figure", "verdicts", "write_report"]
-
-#: The optimizer families compared with the best baseline (``inna.bench.optimizers.INNA_FAMILIES``; restated
-#: here so that reading results needs no torch; a test checks they agree).
-INNA_FAMILIES = frozenset({"inna", "innaprop"})
-
-
-@dataclass
-class OptimizerResult:
-    """The full runs of one optimizer on one task."""
-
-    optimizer: str
-    lr: float | None
-    grid: dict[str, float | None]
-    records: list[RunRecords] = field(default_factory=list)  # per seed, the runs that have records
-    family: str | None = None
-    edge: str | None = None  # "low" / "high": the selection stopped at the extension bound at that end
-    note: str = ""
-
-    @property
-    def is_inna(self) -> bool:
-        return self.family in INNA_FAMILIES
-
-    def per_seed(self, key: str) -> dict[int, float]:
-        """seed → the final ``key`` of that seed's run: the last epoch of a completed run; a diverged run's
-        training loss is +inf (its other metrics: the last recorded value). Unfinished runs are left out."""
-        out: dict[int, float] = {}
-        for run in self.records:
-            if run.start is None or run.status == "running":
-                continue
-            seed = int(run.start["seed"])
-            last = final_epoch(run)
-            if last is not None and last.get(key) is not None:
-                out[seed] = float(last[key])
-            elif run.status == "diverged":
-                if key == "train_loss":
-                    out[seed] = math.inf
-                else:
-                    values = [r.get(key) for _, r in sorted(run.epochs.items()) if r.get(key) is not None]
-                    if values:
-                        out[seed] = float(values[-1])
-        return out
-
-    @property
-    def runs(self) -> list[dict[int, Record]]:
-        """Per seed: epoch → epoch record."""
-        return [r.epochs for r in self.records]
-
-    @property
-    def statuses(self) -> list[str]:
-        """Per seed: ``completed``, ``diverged`` or ``running``."""
-        return [r.status for r in self.records]
-
-    def final(self, key: str) -> list[float]:
-        """The last epoch's ``key`` of each completed run."""
-        out = []
-        for run in self.records:
-            last = final_epoch(run)
-            if last is not None and last.get(key) is not None:
-                out.append(float(last[key]))
-        return out
-
-    @property
-    def diverged(self) -> int:
-        return sum(s == "diverged" for s in self.statuses)
-
-    def steps_to(self, target: float) -> list[int | None]:
-        """For each run, the steps at the first epoch end with training loss <= target (None: never)."""
-        out: list[int | None] = []
-        for run in self.runs:
-            hit = [r["steps"] for e, r in sorted(run.items()) if r.get("train_loss") is not None
-                   and r["train_loss"] <= target]  # fmt: skip
-            out.append(hit[0] if hit else None)
-        return out
-
-    def wall_time(self) -> list[float]:
-        return [float(run[max(run)].get("wall_time") or 0.0) for run in self.runs if run]
+__all__ = [
+    "INNA_FAMILIES",
+    "OptimizerResult",
+    "TaskResult",
+    "Verdict",
+    "best_baseline",
+    "collect",
+    "curves_figure",
+    "verdicts",
+    "write_report",
+]
 
 
-@dataclass
-class TaskResult:
-    task: str
-    tune_epochs: int | None
-    epochs: int | None
-    optimizers: list[OptimizerResult]
-    target_loss: float | None = None
+def _tried(task: TaskResult) -> dict[str, str]:
+    """optimizer → its "γ₀ tried" cell: the count (grid + extensions), flagged † when above the task's fewest."""
+    counts = {o.optimizer: o.tried for o in task.optimizers if o.tried}
+    fewest = min(counts.values(), default=0)
+    out = {}
+    for o in task.optimizers:
+        n = o.tried
+        if not n:
+            out[o.optimizer] = "fixed"
+            continue
+        ext = n - len(o.initial) if o.initial else 0
+        text = f"{n}" + (f" ({len(o.initial)} + {ext})" if ext > 0 else "")
+        out[o.optimizer] = text + (" †" if n > fewest else "")
+    return out
 
 
-def collect(records: list[Record]) -> list[TaskResult]:
-    """Group a results file's records into tasks and optimizers (the latest selection record wins)."""
-    runs = {run.run_id: run for run in group_runs(records)}
-    suite = latest_suite(records)
-    targets = {t.get("name"): t.get("target_loss") for t in (suite or {}).get("tasks", []) if isinstance(t, dict)}
-    tasks: dict[str, TaskResult] = {}
-    for (task, opt), sel in latest_selections(records).items():
-        tr = tasks.setdefault(task, TaskResult(task, sel["tune_epochs"], None, [], targets.get(task)))
-        family = sel.get("family") or _family_of(sel.get("spec", ""))
-        edge = sel.get("edge")
-        if "edge" not in sel:  # written before the grid extension: flag a γ₀ at an end of its grid
-            grid = sorted(float(k) for k in sel["losses"])
-            edge = "grid" if sel["lr"] is not None and len(grid) >= 2 and sel["lr"] in (grid[0], grid[-1]) else None
-        res = OptimizerResult(opt, sel["lr"], dict(sel["losses"]), family=family, edge=edge,
-                              note=sel.get("note", ""))  # fmt: skip
-        for rid in sel["run_ids"]:
-            run = runs.get(rid)
-            if run is None or not run.epochs:
-                continue
-            res.records.append(run)
-            if run.start is not None:
-                tr.epochs = run.start["config"].get("epochs")
-        tr.optimizers.append(res)
-    return list(tasks.values())
-
-
-def _family_of(spec: str) -> str:
-    """The family of a results file written before selections recorded it, from the spec text's name."""
-    name = spec.split(":")[0]
-    return "innaprop" if name.startswith("innaprop") else "inna" if name.startswith("inna") else name
-
-
-def _mean_std(values: list[float], fmt: str) -> str:
-    if not values:
+def _default_cell(o: OptimizerResult) -> str:
+    if o.default_lr is None or not o.default_records:
         return "—"
-    if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{format(statistics.fmean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+    losses = list(o.default_per_seed("train_loss").values())
+    finite = [v for v in losses if math.isfinite(v)]
+    diverged = len(losses) - len(finite)
+    return f"{o.default_lr:g}: {mean_std(finite, '.4f')}" + (f" ({diverged} diverged)" if diverged else "")
 
 
-def default_target(task: TaskResult) -> float | None:
-    """The task's target loss, else the median over optimizers of the mean final training loss."""
-    if task.target_loss is not None:
-        return task.target_loss
-    means = [statistics.fmean(v) for o in task.optimizers if (v := o.final("train_loss"))]
-    return statistics.median(means) if means else None
-
-
-def _task_table(task: TaskResult, target: float | None) -> list[str]:
-    head = "| optimizer | γ₀ | final train loss | final test acc (%) | steps to loss ≤ {t} | diverged | time/run (s) |"
-    lines = [head.format(t="—" if target is None else f"{target:.3g}"), "|---|---|---|---|---|---|---|"]
+def _task_table(task: TaskResult) -> list[str]:
+    lines = ["| optimizer | γ₀ | γ₀ tried | final train loss | final test acc (%) | default lr: train loss | diverged"
+             " | time/run (s) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     # an optimizer with a diverged run ranks after every optimizer without one
     ranked = sorted(
         task.optimizers,
         key=lambda o: (o.diverged > 0, statistics.fmean(o.final("train_loss") or [math.inf])),
     )
+    tried = _tried(task)
     for o in ranked:
-        edge = _edge_flag(o)
-        steps = "—"
-        if target is not None and o.runs:
-            hits = o.steps_to(target)
-            reached = [h for h in hits if h is not None]
-            all_hit = len(reached) == len(hits)
-            steps = f"{statistics.fmean(reached):.0f}" if all_hit else f"{len(reached)}/{len(hits)} runs"
         acc = [100 * a for a in o.final("test_acc")]
         times = o.wall_time()
         lr = "—" if o.lr is None else f"{o.lr:g}"
         lines.append(
-            f"| {o.optimizer} | {lr}{edge} | {_mean_std(o.final('train_loss'), '.4f')}"
-            f" | {_mean_std(acc, '.2f')} | {steps} | {o.diverged}/{len(o.statuses)} |"
+            f"| {o.optimizer} | {lr}{_edge_flag(o)} | {tried[o.optimizer]} | {mean_std(o.final('train_loss'), '.4f')}"
+            f" | {mean_std(acc, '.2f')} | {_default_cell(o)} | {o.diverged}/{len(o.statuses)} |"
             f" {statistics.fmean(times) if times else 0:.1f} |"
         )
+    if any("†" in v for v in tried.values()):
+        fewest = min(o.tried for o in task.optimizers if o.tried)
+        lines += ["", f"† tried more γ₀ values than the optimizer with the fewest ({fewest}): its grid was extended "
+                  "past an edge, a larger tuning budget."]  # fmt: skip
     return lines
 
 
@@ -195,64 +111,20 @@ def _edge_flag(o: OptimizerResult) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """An INNA-family optimizer against the task's best baseline, paired by seed."""
-
-    optimizer: str
-    baseline: str
-    train_loss: PairedDifference | None  # optimizer − baseline (lower is better)
-    test_acc: PairedDifference | None  # in accuracy points × 100 (higher is better)
-
-
-def best_baseline(task: TaskResult) -> OptimizerResult | None:
-    """The non-INNA optimizer with the lowest mean final training loss (a diverged seed counts as +inf)."""
-    base = [o for o in task.optimizers if not o.is_inna and o.per_seed("train_loss")]
-    if not base:
-        return None
-    return min(base, key=lambda o: statistics.fmean(o.per_seed("train_loss").values()))
-
-
-def _paired(a: dict[int, float], b: dict[int, float], higher_is_better: bool) -> PairedDifference | None:
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return None
-    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds], higher_is_better=higher_is_better)
-
-
-def verdicts(task: TaskResult) -> list[Verdict]:
-    """Each INNA-family optimizer of ``task`` against its best baseline (empty without a baseline)."""
-    base = best_baseline(task)
-    if base is None:
-        return []
-    out = []
-    for o in task.optimizers:
-        if not o.is_inna:
-            continue
-        acc = {s: 100 * v for s, v in o.per_seed("test_acc").items()}
-        base_acc = {s: 100 * v for s, v in base.per_seed("test_acc").items()}
-        out.append(Verdict(o.optimizer, base.optimizer, _paired(o.per_seed("train_loss"), base.per_seed("train_loss"),
-                                                                False), _paired(acc, base_acc, True)))  # fmt: skip
-    return out
-
-
-def _verdict_table(task: TaskResult) -> list[str]:
-    rows = verdicts(task)
+def _verdict_table(task: TaskResult, margin: Margin) -> list[str]:
+    rows = verdicts(task, margin)
     if not rows:
         return []
-    lines = [f"Paired by seed against the best baseline, **{rows[0].baseline}** (mean difference [95 % interval] "
-             "(verdict for the INNA-family optimizer)):", "",
+    loss_m = "—" if rows[0].loss_margin is None else f"±{rows[0].loss_margin:.4g}"
+    lines = [f"Paired by seed against the best baseline, **{rows[0].baseline}** (mean difference [95 % interval], "
+             f"verdict for the INNA-family optimizer). Margins: {loss_m} training loss ({100 * margin.loss_fraction:g} "
+             f"% of {rows[0].baseline}'s mean final training loss) and ±{margin.acc_points:g} point(s) of test "
+             "accuracy; tie = the whole interval inside the margin, "
+             f"undecided = it holds 0 and reaches past the margin ({task.seeds} seeds).", "",
              "| optimizer | Δ final train loss | verdict | Δ test acc (points) | verdict |",
              "|---|---|---|---|---|"]  # fmt: skip
     for v in rows:
-        cells = []
-        for d, digits in ((v.train_loss, 4), (v.test_acc, 2)):
-            if d is None:
-                cells += ["—", "—"]
-            elif d.n < 2 or not math.isfinite(d.low):
-                cells += [f"{d.mean:+.{digits}f} (n={d.n})", d.verdict]
-            else:
-                cells += [f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]", d.verdict]
+        cells = verdict_cells(v.train_loss, 4) + verdict_cells(v.test_acc, 2)
         lines.append(f"| {v.optimizer} | " + " | ".join(cells) + " |")
     return lines
 
@@ -279,11 +151,9 @@ def _grid_table(task: TaskResult) -> list[str]:
 
 def plot_task(task: TaskResult, path: str | os.PathLike[str]) -> None:
     """The paper-style figure: log₁₀ training loss and test accuracy vs epochs, mean and min–max band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=80)
     cmap = plt.get_cmap("tab10")
@@ -336,11 +206,7 @@ def _curve(o: OptimizerResult, x_key: str) -> tuple[list[float], list[float], li
 def curves_figure(task: TaskResult) -> Any:
     """A matplotlib figure: training loss (log scale) against training wall-clock time and against steps, the
     mean over seeds with the min–max band, one colour per optimizer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax_time, ax_steps) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=80)
     cmap = plt.get_cmap("tab10")
     for i, o in enumerate(task.optimizers):
@@ -365,11 +231,57 @@ def curves_figure(task: TaskResult) -> Any:
 
 def plot_curves(task: TaskResult, path: str | os.PathLike[str]) -> None:
     """Save :func:`curves_figure` as a PNG."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig = curves_figure(task)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _intro(suite: dict, command: str | None, margin: Margin) -> list[str]:
+    lines = []
+    if suite:
+        lines += [f"Suite `{suite.get('name')}`: {suite.get('description', '')}", ""]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    lines += [
+        "γ₀ was selected for each optimizer by the lowest **training** loss after the tuning budget (first seed);",
+        "the test set was never used for any choice. Final numbers are at the last epoch, mean ± std over seeds.",
+        "A best γ₀ at an end of its grid was probed one log step further, until it was interior or the bound",
+        'was reached ("grid-extension bound": the optimum may lie beyond it); "γ₀ tried" counts every value',
+        'trained. "default lr": the same optimizer at its library-default lr, without tuning. Verdicts pair the',
+        "runs by seed (same initial weights and batch order): **win** / **loss** when the 95 % interval of the",
+        "difference excludes 0, **tie** only when the whole interval lies inside the margin",
+        f"({margin.describe()}), **undecided** otherwise.",
+        "",
+    ]
+    return lines
+
+
+def _task_section(task: TaskResult, margin: Margin, fig_dir: Path | None) -> tuple[list[str], list[str]]:
+    """(the report's lines for ``task``, the summary's)."""
+    header = f"## {task.task} ({task.epochs} epochs, {task.seeds} seeds; γ₀ tuned over {task.tune_epochs} epochs)"
+    table = _task_table(task)
+    summary = [header, "", *table, ""]
+    lines = list(summary)
+    if fig_dir is not None:
+        fig_dir.mkdir(exist_ok=True)
+        png = fig_dir / f"{task.task}.png"
+        plot_task(task, png)
+        curves = fig_dir / f"{task.task}-time-steps.png"
+        plot_curves(task, curves)
+        lines += [f"![{task.task}](figures/{png.name})", "", f"![{task.task}: loss vs time and steps]"
+                  f"(figures/{curves.name})", ""]  # fmt: skip
+    verdict = _verdict_table(task, margin)
+    if verdict:
+        summary += [*verdict, ""]
+        lines += [*verdict, ""]
+    notes = [o for o in task.optimizers if o.note]
+    if notes:
+        lines += ["Optimizers: " + "; ".join(f"{o.optimizer}: {o.note}" for o in notes) + ".", ""]
+    grid = _grid_table(task)
+    if grid:
+        lines += [f"Training loss after {task.tune_epochs} epochs for each γ₀ (selected in bold):", "", *grid, ""]
+    return lines, summary
 
 
 def write_report(
@@ -379,58 +291,35 @@ def write_report(
     figures: bool = True,
     title: str | None = None,
     command: str | None = None,
+    margin: Margin | None = None,
 ) -> tuple[Path, str]:
-    """Write ``report.md`` (and ``figures/<task>.png``) in ``run_dir`` from its ``results.jsonl``.
+    """Write ``report.md`` (and ``figures/*.png``) in ``run_dir`` from its ``results.jsonl``.
 
+    The report opens with the tasks compared at once (time to target, ``figures/profile.png``), then a section
+    per task. ``target_loss`` replaces every task's target; ``margin`` the verdicts' (default :class:`Margin`).
     Returns the report's path and the summary tables (markdown) printed by ``inna bench``.
     """
     run_dir = Path(run_dir)
+    margin = margin or Margin()
     records = require_records(run_dir / "results.jsonl")  # missing, empty or damaged: an error naming the line
     tasks = collect(records)
-    suite = latest_suite(records) or {}
-    lines = [f"# {title or 'INNA benchmark report'}", ""]
-    if suite:
-        lines += [f"Suite `{suite.get('name')}`: {suite.get('description', '')}", ""]
-    if command:
-        lines += ["Command:", "", f"    {command}", ""]
-    lines += [
-        "γ₀ was selected for each optimizer by the lowest **training** loss after the tuning budget (first seed);",
-        "the test set was never used for any choice. Final numbers are at the last epoch, mean ± std over seeds.",
-        "A best γ₀ at an end of its grid was probed one log step further, until it was interior or the bound",
-        'was reached ("grid-extension bound": the optimum may lie beyond it). Verdicts pair the runs by seed',
-        "(same initial weights and batch order): win / loss when the 95 % interval of the difference excludes 0.",
-        "",
-    ]
-    summary: list[str] = []
-    fig_dir = run_dir / "figures"
+    lines = [f"# {title or 'INNA benchmark report'}", "", *_intro(latest_suite(records) or {}, command, margin)]
+    fig_dir = run_dir / "figures" if figures else None
+    targets = {t.task: task_target(t, target_loss) for t in tasks}
+    figure = None
+    if fig_dir is not None and (ratios := profile_ratios(tasks, targets)):
+        fig_dir.mkdir(exist_ok=True)
+        plot_profile(ratios, fig_dir / "profile.png", f"performance profile over {len(tasks)} task(s)")
+        figure = "figures/profile.png"
+    summary = cross_task_lines(tasks, targets, figure)
+    lines += summary
     for task in tasks:
-        target = target_loss if target_loss is not None else default_target(task)
-        table = _task_table(task, target)
-        seeds = max((len(o.runs) for o in task.optimizers), default=0)
-        header = f"## {task.task} ({task.epochs} epochs, {seeds} seeds; γ₀ tuned over {task.tune_epochs} epochs)"
-        summary += [header, "", *table, ""]
-        lines += [header, "", *table, ""]
-        if figures:
-            fig_dir.mkdir(exist_ok=True)
-            png = fig_dir / f"{task.task}.png"
-            plot_task(task, png)
-            curves = fig_dir / f"{task.task}-time-steps.png"
-            plot_curves(task, curves)
-            lines += [f"![{task.task}](figures/{png.name})", "", f"![{task.task}: loss vs time and steps]"
-                      f"(figures/{curves.name})", ""]  # fmt: skip
-        verdict = _verdict_table(task)
-        if verdict:
-            summary += [*verdict, ""]
-            lines += [*verdict, ""]
-        notes = [o for o in task.optimizers if o.note]
-        if notes:
-            lines += ["Optimizers: " + "; ".join(f"{o.optimizer}: {o.note}" for o in notes) + ".", ""]
-        grid = _grid_table(task)
-        if grid:
-            lines += [f"Training loss after {task.tune_epochs} epochs for each γ₀ (selected in bold):", "", *grid, ""]
+        task_lines, task_summary = _task_section(task, margin, fig_dir)
+        lines += task_lines
+        summary += task_summary
     from .lm_report import lm_sections  # LM tasks: bits per character, curves vs steps and time, paired verdicts
 
-    lm = lm_sections(records, run_dir, figures)
+    lm = lm_sections(tasks, run_dir, figures, margin)
     lines += lm
     summary += lm
     path = run_dir / "report.md"

@@ -3,9 +3,17 @@ r"""Paired comparisons over seeds: is a difference between two optimizers larger
 For a given seed every optimizer starts from the same initial weights and sees the same batch order, so the runs
 of two optimizers pair up by seed. With :math:`d_s = m_A(s) - m_B(s)` over :math:`n` seeds, the report gives the
 mean :math:`\bar d`, its standard error :math:`s_d/\sqrt n` and the two-sided Student-t confidence interval
-:math:`\bar d \pm t_{1-a/2,\,n-1}\, s_d/\sqrt n`. The verdict for A against B is **win** when the whole interval
-favours A (below 0 for a loss, above 0 for an accuracy), **loss** when it favours B, **tie** otherwise (including
-when the seeds are too few to say: :math:`n < 2`).
+:math:`[L, H] = \bar d \pm t_{1-a/2,\,n-1}\, s_d/\sqrt n`. With an equivalence margin :math:`m > 0` (the size of a
+difference that matters), the verdict for A against B is one of four:
+
+* **tie** when equivalence is shown: :math:`-m < L` and :math:`H < m` (the whole interval inside :math:`\pm m`, so
+  any difference is smaller than the margin, even one whose interval excludes 0);
+* **win** when the interval excludes 0 on A's side (below 0 for a loss, above 0 for an accuracy) and is not
+  inside the margin; **loss** when it excludes 0 on B's side;
+* **undecided** otherwise: the interval holds 0 and reaches past :math:`\pm m`, so the seeds cannot tell a real
+  difference from none (also with fewer than 2 seeds, or without a margin where the interval holds 0).
+
+A diverged run (an infinite loss) decides by itself: it is worse than any finite value.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["PairedDifference", "paired_difference", "t_quantile"]
+__all__ = ["VERDICTS", "PairedDifference", "paired_difference", "t_quantile"]
+
+#: The four verdicts, for A against B.
+VERDICTS = ("win", "loss", "tie", "undecided")
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -70,7 +81,7 @@ def t_quantile(p: float, df: int) -> float:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean paired difference A − B over ``n`` seeds with its confidence interval and verdict for A."""
+    """Mean paired difference A − B over ``n`` seeds, its confidence interval, the margin and the verdict for A."""
 
     n: int
     mean: float
@@ -78,29 +89,48 @@ class PairedDifference:
     low: float
     high: float
     confidence: float
-    verdict: str  # "win", "tie" or "loss", for A
+    verdict: str  # one of VERDICTS, for A
+    margin: float | None = None
 
     def format(self, digits: int = 3) -> str:
-        """``+0.012 [−0.004, +0.028] (tie)``."""
-        if self.n < 2:
+        """``+0.012 [−0.004, +0.028] (tie)``, or ``+0.012 (n=1: undecided)``."""
+        if self.n < 2 or not math.isfinite(self.low):
             return f"{self.mean:+.{digits}f} (n={self.n}: {self.verdict})"
         return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] ({self.verdict})"
 
 
+def _verdict(low: float, high: float, margin: float | None, higher_is_better: bool) -> str:
+    if margin is not None and -margin < low and high < margin:
+        return "tie"
+    if low > 0:
+        return "win" if higher_is_better else "loss"
+    if high < 0:
+        return "loss" if higher_is_better else "win"
+    return "undecided"
+
+
 def paired_difference(
-    a: Sequence[float], b: Sequence[float], *, higher_is_better: bool, confidence: float = 0.95
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    higher_is_better: bool,
+    margin: float | None = None,
+    confidence: float = 0.95,
 ) -> PairedDifference:
     """Compare A with B seed by seed (``a[i]`` and ``b[i]`` from the same seed).
 
     Args:
         a, b: the metric of each seed for A and B (same length).
         higher_is_better: ``True`` for accuracies, ``False`` for losses.
+        margin: the equivalence margin :math:`m > 0`, in the metric's unit (``None``: no tie can be shown).
         confidence: of the two-sided interval (default 95 %).
     """
     if len(a) != len(b):
         raise ValueError(f"paired samples must have the same length, got {len(a)} and {len(b)}")
     if not (0 < confidence < 1):
         raise ValueError(f"Invalid confidence value: {confidence} (must be in (0, 1))")
+    if margin is not None and not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"Invalid margin value: {margin} (must be a finite number > 0, or None)")
     d = [float(x) - float(y) for x, y in zip(a, b)]
     n = len(d)
     if n == 0:
@@ -108,17 +138,11 @@ def paired_difference(
     mean = sum(d) / n
     if any(not math.isfinite(x) for x in d):
         # a diverged run (inf loss) decides by itself: it is worse than any finite value
-        verdict = "win" if (mean > 0) == higher_is_better else "loss"
-        return PairedDifference(n, mean, math.nan, mean, mean, confidence, verdict if math.isinf(mean) else "tie")
+        verdict = ("win" if (mean > 0) == higher_is_better else "loss") if math.isinf(mean) else "undecided"
+        return PairedDifference(n, mean, math.nan, mean, mean, confidence, verdict, margin)
     if n < 2:
-        return PairedDifference(n, mean, math.nan, math.nan, math.nan, confidence, "tie")
+        return PairedDifference(n, mean, math.nan, math.nan, math.nan, confidence, "undecided", margin)
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
     half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     low, high = mean - half, mean + half
-    if low > 0:
-        verdict = "win" if higher_is_better else "loss"
-    elif high < 0:
-        verdict = "loss" if higher_is_better else "win"
-    else:
-        verdict = "tie"
-    return PairedDifference(n, mean, sd, low, high, confidence, verdict)
+    return PairedDifference(n, mean, sd, low, high, confidence, _verdict(low, high, margin, higher_is_better), margin)

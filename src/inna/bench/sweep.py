@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .evidence import Margin, best_baseline, collect, compare, pyplot, verdict_cells
 from .records import final_epoch, group_runs, latest_selections, require_records
 
 if TYPE_CHECKING:
@@ -107,11 +108,9 @@ def sweep_table(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def plot_sweep(rows: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
     """Heatmaps of log₁₀ final training loss over (α, β), one panel per decay power q; baselines in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     inna = [r for r in rows if r["alpha"] is not None]
     base = [r for r in rows if r["alpha"] is None]
@@ -143,26 +142,52 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | os.PathLike[str], title: 
     plt.close(fig)
 
 
-def write_sweep_report(out_dir: str | os.PathLike[str], title: str, command: str | None = None) -> Path:
-    """``sweep.md`` (a table sorted by final training loss) and ``sweep.png`` (the heatmaps) in ``out_dir``."""
+def _verdicts(out: Path, margin: Margin) -> tuple[dict[str, list[str]], str]:
+    """optimizer → its cells (Δ final training loss [95 % interval], verdict) against the best baseline, and the
+    sentence that names that baseline and the margin."""
+    (task, *_) = collect(require_records(out / "results.jsonl")) or [None]
+    base = None if task is None else best_baseline(task)
+    if task is None or base is None:
+        return {}, ""
+    base_loss = base.per_seed("train_loss")
+    loss_margin = margin.loss(statistics.fmean(base_loss.values()))
+    cells = {o.optimizer: verdict_cells(compare(o.per_seed("train_loss"), base_loss, higher_is_better=False,
+                                                margin=loss_margin), 4)
+             for o in task.optimizers if o is not base}  # fmt: skip
+    text = (
+        f"Verdicts: final training loss paired by seed against the best baseline, **{base.optimizer}**, with a "
+        f"margin of ±{loss_margin or math.nan:.4g} ({100 * margin.loss_fraction:g} % of its mean); tie = the "
+        f"95 % interval inside the margin, undecided = it holds 0 and reaches past it ({task.seeds} seed(s))."
+    )
+    return cells, text
+
+
+def write_sweep_report(
+    out_dir: str | os.PathLike[str], title: str, command: str | None = None, margin: Margin | None = None
+) -> Path:
+    """``sweep.md`` (a table sorted by final training loss, with each row's verdict against the best baseline)
+    and ``sweep.png`` (the heatmaps) in ``out_dir``."""
     out = Path(out_dir)
     rows = sweep_table(out)
     plot_sweep(rows, out / "sweep.png", title)
+    cells, verdict_text = _verdicts(out, margin or Margin())
     ranked = sorted(rows, key=lambda r: math.inf if r["loss"] is None else r["loss"])
     lines = [f"# {title}", ""]
     if command:
         lines += ["Command:", "", f"    {command}", ""]
-    lines += ["Every row had its γ₀ selected from its grid by the final training loss (same budget for all).", "",
-              "| rank | optimizer | α | β | q | γ₀ | final train loss | final test acc (%) |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["Every row had its γ₀ selected from its grid by the final training loss (same budget for all). "
+              + verdict_text, "",
+              "| rank | optimizer | α | β | q | γ₀ | final train loss | final test acc (%) | Δ train loss vs best "
+              "baseline | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for i, r in enumerate(ranked, 1):
 
         def f(v: Any, fmt: str = "g") -> str:
             return "—" if v is None else format(v, fmt)
 
         acc = None if r["acc"] is None else 100 * r["acc"]
+        delta, verdict = cells.get(r["optimizer"], ["—", "best baseline" if cells else "—"])
         lines.append(f"| {i} | {r['optimizer']} | {f(r['alpha'])} | {f(r['beta'])} | {f(r['power'])} | {f(r['lr'])} |"
-                     f" {f(r['loss'], '.4f')} | {f(acc, '.2f')} |")  # fmt: skip
+                     f" {f(r['loss'], '.4f')} | {f(acc, '.2f')} | {delta} | {verdict} |")  # fmt: skip
     lines += ["", "![sweep](sweep.png)", ""]
     path = out / "sweep.md"
     path.write_text("\n".join(lines), encoding="utf-8")
