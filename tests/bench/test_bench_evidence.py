@@ -286,3 +286,42 @@ def test_undecided_names_the_seeds_and_a_larger_margin_turns_it_into_a_tie(
     (wide,) = REP.verdicts(task, Margin(loss_fraction=0.5, acc_points=50))
     assert wide.train_loss is not None and wide.train_loss.verdict == "tie" and wide.loss_margin == pytest.approx(0.55)
     assert wide.test_acc is not None and wide.test_acc.verdict == "tie"
+
+
+def test_default_lrs_are_the_library_classes_own_defaults() -> None:
+    import inspect
+
+    import inna
+    from inna.bench.optimizers import DEFAULT_LRS
+
+    classes = {"inna": inna.INNA, "innaprop": inna.INNAprop, "sgd": torch.optim.SGD, "sgd-momentum": torch.optim.SGD,
+               "adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+               "rmsprop": torch.optim.RMSprop, "rmsprop-momentum": torch.optim.RMSprop}  # fmt: skip
+    assert set(DEFAULT_LRS) == {s.family for s in OPTIMIZERS.values()} == set(classes)
+    for family, cls in classes.items():
+        assert DEFAULT_LRS[family] == inspect.signature(cls).parameters["lr"].default, family
+    assert DEFAULT_LRS == {
+        "inna": 0.1,
+        "innaprop": 1e-3,
+        "sgd": 1e-3,
+        "sgd-momentum": 1e-3,
+        "adagrad": 1e-2,
+        "adam": 1e-3,
+        "adamw": 1e-3,
+        "rmsprop": 1e-2,
+        "rmsprop-momentum": 1e-2,
+    }  # the list
+
+
+def test_rmsprop_specs_build_torch_rmsprop_with_rho_as_its_average() -> None:
+    from inna.bench.optimizers import build_optimizer, parse_optimizer
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt, sched = build_optimizer(parse_optimizer("rmsprop:rho=0.9"), [p], 0.01)
+    assert isinstance(opt, torch.optim.RMSprop) and sched is None
+    assert opt.defaults["alpha"] == 0.9 and opt.defaults["momentum"] == 0 and opt.defaults["eps"] == 1e-8
+    opt, _ = build_optimizer(parse_optimizer("rmsprop-momentum"), [p], 0.01)
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["alpha"] == 0.99
+    assert OPTIMIZERS["rmsprop-momentum"].name == "RMSprop-m0.9"
+    with pytest.raises(ValueError, match=r"Unknown option 'alpha' for 'rmsprop'; allowed: eps, .*rho"):
+        parse_optimizer("rmsprop:alpha=0.9")

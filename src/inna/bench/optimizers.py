@@ -29,6 +29,7 @@ from inna.torch import INNA, INNAprop, PowerDecayLR
 
 __all__ = [
     "DEFAULT_GRIDS",
+    "DEFAULT_LRS",
     "INNA_FAMILIES",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -60,6 +61,23 @@ DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
     "adamw": (0.0003, 0.001, 0.003, 0.01, 0.03),
     # INNAprop takes the lr one would give AdamW (its authors' advice), so it is tuned on AdamW's grid
     "innaprop": (0.0003, 0.001, 0.003, 0.01, 0.03),
+    "rmsprop": (0.0003, 0.001, 0.003, 0.01, 0.03),
+    # momentum 0.9 multiplies the steady step by 10: one log step lower
+    "rmsprop-momentum": (0.0001, 0.0003, 0.001, 0.003, 0.01),
+}
+
+#: The lr each family's library class takes when none is given (``inna.INNA``, ``inna.INNAprop``, ``torch.optim``'s
+#: SGD, Adagrad, Adam, AdamW, RMSprop): the γ₀ of the untuned "default lr" runs, what a user who does not tune gets.
+DEFAULT_LRS: dict[str, float] = {
+    "inna": 0.1,
+    "innaprop": 1e-3,
+    "sgd": 1e-3,
+    "sgd-momentum": 1e-3,
+    "adagrad": 1e-2,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "rmsprop": 1e-2,
+    "rmsprop-momentum": 1e-2,
 }
 
 
@@ -167,8 +185,9 @@ def _innaprop(alpha: float, beta: float, note: str) -> OptimizerSpec:
 
 #: The registry: the paper's three INNA settings (with the paper's initial velocity s = 1, i.e. a first SGD step),
 #: the library-default ψ₀ variant, the setting docs/results/guidance.md recommends for short budgets
-#: (α = 0.5, β = 0.5, q = 1/4), INNAprop with its authors' three (α, β) presets, the paper's baselines and two modern
-#: references.
+#: (α = 0.5, β = 0.5, q = 1/4), INNAprop with its authors' three (α, β) presets, the paper's baselines, two modern
+#: references, and RMSprop with and without momentum (INNAprop's step is RMSprop's plus an inertial term:
+#: docs/results/innaprop-rmsprop.md).
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "inna": _inna(0.5, 0.1, note="INNA, the paper's default (α = 0.5, β = 0.1, initial_speed = 1)"),
     "inna-0.1-0.1": _inna(0.1, 0.1, note="INNA, the paper's α = 0.1, β = 0.1"),
@@ -198,6 +217,22 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "adamw": OptimizerSpec(
         "AdamW", "adamw", {"weight_decay": 0.01}, 0.0, DEFAULT_GRIDS["adamw"], "AdamW, constant γ₀, weight decay 0.01"
     ),
+    "rmsprop": OptimizerSpec(
+        "RMSprop",
+        "rmsprop",
+        {},
+        0.0,
+        DEFAULT_GRIDS["rmsprop"],
+        "RMSprop (torch's: ρ = 0.99, ε = 1e-8, no bias correction), constant γ₀",
+    ),
+    "rmsprop-momentum": OptimizerSpec(
+        "RMSprop-m0.9",
+        "rmsprop-momentum",
+        {"momentum": 0.9},
+        0.0,
+        DEFAULT_GRIDS["rmsprop-momentum"],
+        "RMSprop with momentum 0.9 (torch's), constant γ₀",
+    ),
 }
 
 #: The families compared as "INNA-family" against the best baseline in the reports.
@@ -211,6 +246,8 @@ _FAMILY_OPTIONS = {
     "adagrad": {"eps", "weight_decay", "lr_decay"},
     "adam": {"eps", "weight_decay", "beta1", "beta2"},
     "adamw": {"eps", "weight_decay", "beta1", "beta2"},
+    "rmsprop": {"rho", "eps", "weight_decay", "momentum"},
+    "rmsprop-momentum": {"rho", "eps", "weight_decay", "momentum"},
 }
 
 
@@ -230,48 +267,65 @@ def _number(key: str, text: str) -> float | bool | None:
     return value
 
 
+def _power(value: str, text: str) -> float:
+    p = _number("power", value)
+    if p is None or p < 0:
+        raise ValueError(f"Invalid power {value!r} in {text!r} (must be >= 0)")
+    return float(p)
+
+
+def _grid(value: str, text: str) -> tuple[float, ...]:
+    values = [_number("grid", v) for v in value.split(",") if v]
+    if not values or any(v is None or v <= 0 for v in values):
+        raise ValueError(f"Invalid grid {value!r} in {text!r} (positive numbers, comma-separated)")
+    return tuple(float(v) for v in values if v is not None)
+
+
+def _schedule(value: str, text: str, schedule: dict[str, Any]) -> dict[str, Any]:
+    if value not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {value!r} in {text!r}; allowed values: {', '.join(SCHEDULES)}")
+    return {**SCHEDULES[value], **{k: v for k, v in schedule.items() if k != "name"}, "name": value}
+
+
+def _apply(fields: dict[str, Any], family: str, key: str, value: str, text: str) -> None:
+    """Apply one ``key=value`` of the spec ``text`` to ``fields`` (options, power, grid, label, schedule)."""
+    if key == "power":
+        fields["power"] = _power(value, text)
+    elif key == "grid":
+        fields["grid"] = _grid(value, text)
+    elif key == "label":
+        fields["label"] = value
+    elif key == "schedule":
+        fields["schedule"] = _schedule(value, text, fields["schedule"])
+    elif key in _SCHEDULE_OPTIONS:
+        fields["schedule"][key] = _number(key, value)
+    elif key in _FAMILY_OPTIONS[family]:
+        fields["options"][key] = _number(key, value)
+    else:
+        allowed = sorted(_FAMILY_OPTIONS[family] | {"power", "grid", "label", "schedule"} | _SCHEDULE_OPTIONS)
+        raise ValueError(f"Unknown option {key!r} for {text.split(':')[0]!r}; allowed: {', '.join(allowed)}")
+
+
 def parse_optimizer(text: str) -> OptimizerSpec:
     """Parse ``NAME[:key=value]...`` into a spec.
 
     ``NAME`` is a key of :data:`OPTIMIZERS`. Keys: ``power`` (decay exponent q, 0 = constant), ``grid`` (γ₀ values,
     comma-separated), ``label`` (the display name), and the optimizer's own options: ``alpha``, ``beta``,
     ``initial_speed`` (a number or ``none``) for INNA; ``momentum``, ``eps``, ``weight_decay``, ``beta1``,
-    ``beta2``, ``nesterov``, ``lr_decay`` where they apply.
+    ``beta2``, ``nesterov``, ``lr_decay``, ``rho`` (RMSprop's average), ``centered`` where they apply.
     """
     name, *pairs = text.strip().split(":")
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}; allowed values: {', '.join(OPTIMIZERS)} (with :key=value)")
     spec = OPTIMIZERS[name]
-    options = dict(spec.options)
-    power, grid, label = spec.power, spec.grid, None
-    schedule = dict(spec.schedule)
+    fields: dict[str, Any] = {"options": dict(spec.options), "power": spec.power, "grid": spec.grid, "label": None,
+                              "schedule": dict(spec.schedule)}  # fmt: skip
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"Invalid optimizer option {pair!r} in {text!r} (expected key=value)")
-        if key == "power":
-            p = _number(key, value)
-            if p is None or p < 0:
-                raise ValueError(f"Invalid power {value!r} in {text!r} (must be >= 0)")
-            power = p
-        elif key == "grid":
-            values = [_number(key, v) for v in value.split(",") if v]
-            if not values or any(v is None or v <= 0 for v in values):
-                raise ValueError(f"Invalid grid {value!r} in {text!r} (positive numbers, comma-separated)")
-            grid = tuple(float(v) for v in values if v is not None)
-        elif key == "label":
-            label = value
-        elif key == "schedule":
-            if value not in SCHEDULES:
-                raise ValueError(f"Unknown schedule {value!r} in {text!r}; allowed values: {', '.join(SCHEDULES)}")
-            schedule = {**SCHEDULES[value], **{k: v for k, v in schedule.items() if k != "name"}, "name": value}
-        elif key in _SCHEDULE_OPTIONS:
-            schedule[key] = _number(key, value)
-        elif key in _FAMILY_OPTIONS[spec.family]:
-            options[key] = _number(key, value)
-        else:
-            allowed = sorted(_FAMILY_OPTIONS[spec.family] | {"power", "grid", "label", "schedule"} | _SCHEDULE_OPTIONS)
-            raise ValueError(f"Unknown option {key!r} for {name!r}; allowed: {', '.join(allowed)}")
+        _apply(fields, spec.family, key, value, text)
+    options, power, schedule, label = fields["options"], fields["power"], fields["schedule"], fields["label"]
     if label is None:
         label = spec.name if (options, power) == (spec.options, spec.power) else _label(spec, options, power)
         if schedule != spec.schedule and schedule:
@@ -279,9 +333,8 @@ def parse_optimizer(text: str) -> OptimizerSpec:
     if schedule and "name" not in schedule:
         raise ValueError(f"Invalid optimizer {text!r}: {', '.join(sorted(schedule))} given without schedule=NAME "
                          f"(allowed: {', '.join(SCHEDULES)})")  # fmt: skip
-    parsed = OptimizerSpec(
-        label, spec.family, options, power, grid, note=spec.note if label == spec.name else "", schedule=schedule
-    )
+    parsed = OptimizerSpec(label, spec.family, options, power, fields["grid"],
+                           note=spec.note if label == spec.name else "", schedule=schedule)  # fmt: skip
     _validate(parsed, text)
     return parsed
 
@@ -320,6 +373,8 @@ def build_optimizer(
         betas = (o.pop("beta1", 0.9), o.pop("beta2", 0.999))
         cls = torch.optim.Adam if spec.family == "adam" else torch.optim.AdamW
         opt = cls(params, lr=lr, betas=betas, **o)
+    elif spec.family in ("rmsprop", "rmsprop-momentum"):
+        opt = torch.optim.RMSprop(params, lr=lr, alpha=o.pop("rho", 0.99), **o)  # torch calls ρ "alpha"
     else:
         raise ValueError(f"Unknown optimizer family {spec.family!r}; allowed values: {', '.join(_FAMILY_OPTIONS)}")
     if spec.schedule:
