@@ -16,8 +16,9 @@ from inna.bench import report as REP
 from inna.bench import training as T
 from inna.bench.evidence import Margin
 from inna.bench.optimizers import INNA_FAMILIES, OPTIMIZERS, OptimizerSpec, inna_spec
-from inna.bench.protocol import SUITES, Suite, Task, run_suite
+from inna.bench.protocol import run_suite
 from inna.bench.records import read_records
+from inna.bench.suites import SUITES, Suite, Task
 from inna.cli import build_parser, main
 
 TASK = Task("digits-mlp", "digits", "mlp", epochs=2, tune_epochs=1, train_subset=200, test_subset=50)

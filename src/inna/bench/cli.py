@@ -20,7 +20,7 @@ def _vocabulary() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[
         from .data import DATASETS
         from .models import MODELS
         from .optimizers import OPTIMIZERS
-        from .protocol import SUITES
+        from .suites import SUITES
     except ModuleNotFoundError as err:
         if err.name is not None and err.name.split(".")[0] == "torch":
             return None
@@ -356,8 +356,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _bench(args: argparse.Namespace) -> int:
     out: Path | None = None
     try:
-        from .protocol import SUITES, run_suite, suite_with_overrides
+        from .protocol import run_suite
         from .report import write_report
+        from .suites import SUITES, suite_with_overrides
         from .training import resolve_device
 
         device = resolve_device(args.device)
@@ -370,7 +371,7 @@ def _bench(args: argparse.Namespace) -> int:
             max_extensions=args.grid_extensions,
         )  # fmt: skip
         if args.text:  # the LM task reads the user's text (--text FILE)
-            from .protocol import suite_with_text
+            from .suites import suite_with_text
 
             suite = suite_with_text(suite, args.text)
 
@@ -418,8 +419,8 @@ def _sweep(args: argparse.Namespace) -> int:
     out: Path | None = None
     try:
         from .data import DATASETS
-        from .protocol import Task
         from .report import write_report
+        from .suites import Task
         from .sweep import run_sweep, write_sweep_report
         from .training import resolve_device
 
