@@ -67,7 +67,8 @@ def test_grid_extends_past_either_edge_until_interior_or_the_bound(
 ) -> None:
     calls: list[Any] = []
     monkeypatch.setattr(E, "train_run", fake_train_run(calls))
-    suite = Suite("ext", "grid extension", (TASK,), (_spec("LOW"), _spec("HIGH"), _spec("FAR")), seeds=1)
+    suite = Suite("ext", "grid extension", (TASK,), (_spec("LOW"), _spec("HIGH"), _spec("FAR")), seeds=1,
+                  default_lr=False)  # fmt: skip
     sel = {s["optimizer"]: s for s in run_suite(suite, tmp_path, progress=False, log=quiet)}
     # below the grid 0.03..3: 0.01, 0.003 (the best), 0.001 (worse: the best is now interior)
     assert sel["LOW"]["lr"] == 0.003 and sel["LOW"]["edge"] is None
@@ -326,3 +327,25 @@ def test_rmsprop_specs_build_torch_rmsprop_with_rho_as_its_average() -> None:
     assert OPTIMIZERS["rmsprop-momentum"].name == "RMSprop-m0.9"
     with pytest.raises(ValueError, match=r"Unknown option 'alpha' for 'rmsprop'; allowed: eps, .*rho"):
         parse_optimizer("rmsprop:alpha=0.9")
+
+
+def test_every_optimizer_also_runs_at_its_library_default_lr_with_every_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(E, "train_run", fake_train_run(calls))
+    suite = Suite("d", "defaults", (TASK,), (_spec("LOW"), _spec("BASE", "adam")), seeds=3, max_extensions=0)
+    sel = {s["optimizer"]: s for s in run_suite(suite, tmp_path, progress=False, log=quiet)}
+    assert sel["LOW"]["default_lr"] == 0.1 and sel["BASE"]["default_lr"] == 0.001  # INNA's and Adam's
+    full = [c for c in calls if c.epochs == TASK.epochs]
+    assert sorted((c.optimizer.name, c.lr, c.seed) for c in full if c.lr in (0.1, 0.001)) == [
+        ("BASE", 0.001, s) for s in range(3)] + [("LOW", 0.1, s) for s in range(3)]  # fmt: skip
+    assert all(len(s["default_run_ids"]) == 3 for s in sel.values())
+    text = REP.write_report(tmp_path, figures=False)[0].read_text()
+    # the fake's final loss on a full run is its seed offset whatever the lr: LOW 0.5, 0.6, 0.7; BASE 1.0, 1.2, 1.1
+    assert "| 0.1: 0.6000 ± 0.1000 |" in text and "| 0.001: 1.1000 ± 0.1000 |" in text
+    assert "At the library-default lr (no tuning; same targets):" in text and "| LOW (0.1) |" in text
+    calls.clear()
+    off = Suite("d", "defaults", (TASK,), (_spec("LOW"),), seeds=1, max_extensions=0, default_lr=False)
+    assert "default_lr" not in run_suite(off, tmp_path / "off", progress=False, log=quiet)[0]
+    assert {c.lr for c in calls} == set(OPTIMIZERS["inna"].grid)  # only the selection: no default run

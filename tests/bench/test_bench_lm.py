@@ -132,7 +132,11 @@ def test_lm_suite_gives_every_optimizer_the_same_schedule_and_decay(suite: str) 
     assert len({json.dumps(s.schedule, sort_keys=True) for s in specs}) == 1 and specs[0].schedule
     assert all(s.power == 0 for s in specs)
     decays = {s.name: s.options.get("weight_decay") for s in specs}
-    assert {v for k, v in decays.items() if k != "Adam"} == {0.01} and decays["Adam"] is None
+    no_decay = {"Adam", "RMSprop", "RMSprop-m0.9"}  # torch's decay there is an L2 term, not AdamW's: none
+    assert {v for k, v in decays.items() if k not in no_decay} == {0.01}
+    assert {decays[k] for k in no_decay} == {None}
+    rmsprop = {s.name: s for s in specs if s.family.startswith("rmsprop")}
+    assert set(rmsprop) == {"RMSprop", "RMSprop-m0.9"} and rmsprop["RMSprop-m0.9"].options["momentum"] == 0.9
     inna = next(s for s in specs if s.family == "inna")
     assert inna.options["decoupled_weight_decay"] is True
     assert {s.name for s in specs} >= {"AdamW(β₂=0.95)", "AdamW(β₂=0.999)", "INNAprop(0.1,0.9)", "INNAprop(1,1)",

@@ -21,7 +21,8 @@ TINY = Task("digits-mlp", "digits", "mlp", epochs=2, tune_epochs=1, train_subset
 
 
 def tiny_suite(optimizers: tuple[str, ...] = ("inna:grid=0.3,1", "adam:grid=0.001,0.01"), seeds: int = 2) -> Suite:
-    return Suite("tiny", "test suite", (TINY,), optimizers, seeds=seeds, max_extensions=0)  # run counts below
+    return Suite("tiny", "test suite", (TINY,), optimizers, seeds=seeds, max_extensions=0,
+                 default_lr=False)  # run counts below  # fmt: skip
 
 
 def epoch_keys(path: Path) -> list[tuple[str, int]]:

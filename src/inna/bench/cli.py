@@ -249,6 +249,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seeds", type=_positive_int, help="number of seeds of the full runs")
     p.add_argument(
+        "--no-default-lr",
+        action="store_true",
+        help="skip the untuned runs at each optimizer's library-default lr (the reports' 'default lr' column)",
+    )
+    p.add_argument(
         "--lr",
         action="append",
         type=_fixed_lr,
@@ -368,7 +373,7 @@ def _bench(args: argparse.Namespace) -> int:
             base, datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
             tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
             test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
-            max_extensions=args.grid_extensions,
+            max_extensions=args.grid_extensions, default_lr=False if args.no_default_lr else None,
         )  # fmt: skip
         if args.text:  # the LM task reads the user's text (--text FILE)
             from .suites import suite_with_text

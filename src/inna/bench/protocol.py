@@ -4,7 +4,9 @@ of a suite (:mod:`inna.bench.suites`).
 For every (task, optimizer): each γ₀ of the optimizer's grid is trained for ``tune_epochs`` epochs with the first
 seed; the γ₀ with the lowest **training** loss (mean cross-entropy on the whole training set) at the end of that
 budget is selected (diverged runs count as +inf). The test set is never looked at. Then the selected γ₀ is
-trained for ``epochs`` epochs with every seed; for a given seed all optimizers start from the same weights.
+trained for ``epochs`` epochs with every seed; for a given seed all optimizers start from the same weights. With
+``Suite.default_lr`` every optimizer is also trained with every seed at its library-default lr, untuned
+(:data:`~inna.bench.optimizers.DEFAULT_LRS`; a run that is also a tuning run is not trained twice).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from .config import RunConfig
 from .data import dataset_available, is_text_dataset, load_dataset
 from .execution import execute_runs
-from .optimizers import OptimizerSpec
+from .optimizers import DEFAULT_LRS, OptimizerSpec
 from .records import (
     Record,
     RecordType,
@@ -159,14 +161,18 @@ def _run_suite(
             else:
                 decision, grid = decisions[t.name, key], dict(sorted(tune[t.name, key].items()))
             runs = [] if decision.chosen is None else [config(t, spec, decision.chosen, s, t.epochs) for s in seeds]
+            default = DEFAULT_LRS.get(spec.family) if suite.default_lr else None
+            defaults = [] if default is None else [config(t, spec, default, s, t.epochs) for s in seeds]
             rec = _selection_record(suite, t, key, spec, decision, grid, _losses(grid, by_id), runs,
                                     initial.get((t.name, key), ()), fixed=key in fixed_lrs)  # fmt: skip
+            if defaults:
+                rec.update(default_lr=default, default_run_ids=[c.run_id for c in defaults])
             _log_selection(rec, suite, log)
             old = existing.get((t.name, spec.name))
             if old is None or any(old.get(k) != v for k, v in json.loads(json.dumps(rec)).items()):
                 store.append(rec)
             selections.append(rec)
-            finals += runs
+            finals += runs + defaults
     execute_runs(finals, store, ckpt, workers, progress, desc="full runs", log=log)
     return selections
 

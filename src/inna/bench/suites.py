@@ -108,6 +108,8 @@ class Suite:
         dataset_option: the suite is meant to be run with ``--dataset``; its tasks' data sets are the default
             (they name the default output directory, ``runs/paper-cifar100``).
         workers: the suite's default ``--workers`` (None: the command's default).
+        default_lr: also run every optimizer, every seed, at its library-default lr without tuning
+            (:data:`inna.bench.optimizers.DEFAULT_LRS`; the reports' "default lr" column).
     """
 
     name: str
@@ -120,6 +122,7 @@ class Suite:
     max_extensions: int = 3
     dataset_option: bool = False
     workers: int | None = None
+    default_lr: bool = True
 
     def __post_init__(self) -> None:
         where = f"suite {self.name!r}"
@@ -159,7 +162,9 @@ _GPU_OPTIMIZERS = ("inna", "inna-guidance", "innaprop", "sgd", "adagrad", "adam"
 #: optimizer has one (AdamW, INNAprop, and INNA with ``decoupled_weight_decay``: θ ← (1 − γλ)θ as AdamW). Adam
 #: runs without decay (torch's Adam decay is an L2 penalty in the gradient, not AdamW's). INNAprop uses
 #: its authors' σ = 0.99 for language-model pre-training; INNA the guidance setting (α, β) = (0.5, 0.5) of
-#: docs/results/guidance.md, with the common schedule in place of its q = 1/4 decay.
+#: docs/results/guidance.md, with the common schedule in place of its q = 1/4 decay. RMSprop, with and without
+#: momentum 0.9 (torch's, ρ = 0.99, no decay, like Adam), is what INNAprop's step reduces to when its inertial term
+#: is small (docs/results/innaprop-rmsprop.md).
 _COS = "schedule=warmup-cosine:warmup=0.05:final_lr=0.1"
 LM_OPTIMIZERS: tuple[str, ...] = (
     f"adamw:beta2=0.95:{_COS}:label=AdamW(β₂=0.95)",
@@ -169,11 +174,24 @@ LM_OPTIMIZERS: tuple[str, ...] = (
     f"innaprop-1-1:sigma=0.99:{_COS}:label=INNAprop(1,1)",
     f"innaprop-2-2:sigma=0.99:{_COS}:label=INNAprop(2,2)",
     f"inna-guidance:power=0:weight_decay=0.01:decoupled_weight_decay=true:{_COS}:label=INNA(0.5,0.5)",
+    f"rmsprop:{_COS}:label=RMSprop",
+    f"rmsprop-momentum:{_COS}:label=RMSprop-m0.9",
 )
 
 #: The same lineup on the CNN tasks of ``cpu-paper`` (INNAprop against AdamW where AdamW is the default), with
 #: INNAprop's default σ = 0.999 (its authors' value outside language-model pre-training).
 CNN_ADAMW_OPTIMIZERS: tuple[str, ...] = tuple(o.replace("sigma=0.99:", "") for o in LM_OPTIMIZERS)
+
+#: The study of docs/results/innaprop-rmsprop.md: INNAprop(α, 0.9) for α ∈ {0.1, 1, 2} at one constant γ = 3e-3
+#: without weight decay, against RMSprop with INNAprop's own bias-corrected scaling u = g/D at γβ = 2.7e-3 (torch's
+#: Adam with β₁ = 0 computes exactly that u), σ = 0.99 for all. A one-point grid fixes γ; no schedule, so a shorter
+#: budget is an earlier epoch of the same runs.
+_STUDY_OPTIMIZERS: tuple[str, ...] = (
+    "innaprop:alpha=0.1:sigma=0.99:weight_decay=0:grid=0.003:label=INNAprop(0.1,0.9)",
+    "innaprop:alpha=1:sigma=0.99:weight_decay=0:grid=0.003:label=INNAprop(1,0.9)",
+    "innaprop:alpha=2:sigma=0.99:weight_decay=0:grid=0.003:label=INNAprop(2,0.9)",
+    "adam:beta1=0:beta2=0.99:eps=1e-8:grid=0.0027:label=RMSprop(bias-corrected)",
+)
 
 #: The two CNN tasks of ``cpu-paper``, shared by ``cnn-adamw``.
 _CPU_PAPER_TASKS = (
@@ -248,8 +266,8 @@ SUITES: dict[str, Suite] = {
         "Character-level language model: a 2-block, 64-wide causal transformer (TinyGPT, ≈ 110k parameters) on "
         "4,096 windows of 64 characters of the CPython standard library's source (or --text FILE), 6 epochs "
         "(768 steps of batch 32), validation on 512 held-out windows; AdamW (β₂ 0.95, 0.999), Adam, INNAprop "
-        "(0.1,0.9), (1,1), (2,2) and INNA(0.5,0.5), all with warmup + cosine; γ₀ by training loss on the full "
-        "budget (5-point grids); 3 seeds.",
+        "(0.1,0.9), (1,1), (2,2), INNA(0.5,0.5), RMSprop with and without momentum, all with warmup + cosine; γ₀ "
+        "by training loss on the full budget (5-point grids); 3 seeds, and each optimizer at its default lr.",
         (Task("stdlib-gpt", "stdlib-text", "gpt", epochs=6, tune_epochs=6, train_subset=4096, test_subset=512),),
         LM_OPTIMIZERS,
         seeds=3,
@@ -258,11 +276,22 @@ SUITES: dict[str, Suite] = {
         "cnn-adamw",
         "The language-model suite's lineup on cpu-paper's two CNN tasks (the width-1/4 NiN on 3,000 Fashion-MNIST "
         "images, 5 epochs; the 1-D CNN on MNIST-1D, 20 epochs; batch 32): AdamW (β₂ 0.95, 0.999), Adam, INNAprop "
-        "(0.1,0.9), (1,1), (2,2) with σ = 0.999 and INNA(0.5,0.5), all with warmup + cosine and decoupled decay "
-        "0.01; γ₀ by training loss after 2 and 6 epochs; 3 seeds (570 s on 2 cores, measured).",
+        "(0.1,0.9), (1,1), (2,2) with σ = 0.999, INNA(0.5,0.5), RMSprop with and without momentum, all with "
+        "warmup + cosine and (but Adam and RMSprop) decoupled decay 0.01; γ₀ by training loss after 2 and 6 epochs; "
+        "3 seeds, and each optimizer at its default lr.",
         _CPU_PAPER_TASKS,
         CNN_ADAMW_OPTIMIZERS,
         seeds=3,
+    ),
+    "innaprop-rmsprop": Suite(
+        "innaprop-rmsprop",
+        "Does INNAprop track RMSprop? The language-model task for 24 epochs (3,072 steps), INNAprop(α, 0.9) for α "
+        "in {0.1, 1, 2} at a constant γ = 3e-3 without weight decay against RMSprop with INNAprop's bias-corrected "
+        "scaling at γβ = 2.7e-3, 3 seeds, no tuning (docs/results/innaprop-rmsprop.md; longer: --epochs 78).",
+        (Task("stdlib-gpt", "stdlib-text", "gpt", epochs=24, tune_epochs=24, train_subset=4096, test_subset=512),),
+        _STUDY_OPTIMIZERS,
+        seeds=3,
+        default_lr=False,
     ),
 }
 
@@ -293,6 +322,7 @@ def suite_with_overrides(
     optimizers: Sequence[OptimizerEntry] | None = None,
     grid_points: int | None = None,
     max_extensions: int | None = None,
+    default_lr: bool | None = None,
 ) -> Suite:
     """A copy of ``suite`` with the command-line overrides applied (``None``: keep the suite's value).
 
@@ -320,6 +350,6 @@ def suite_with_overrides(
         if "model" in changes:
             tasks = [replace(t, name=f"{t.dataset}-{t.model}") for t in tasks]
     suite_changes = {"seeds": seeds, "grid_points": grid_points, "max_extensions": max_extensions,
-                     "optimizers": tuple(optimizers) if optimizers else None}  # fmt: skip
+                     "optimizers": tuple(optimizers) if optimizers else None, "default_lr": default_lr}  # fmt: skip
     return replace(suite, tasks=tuple(tasks), optional_datasets=optional,
                    **{k: v for k, v in suite_changes.items() if v is not None})  # fmt: skip

@@ -70,6 +70,7 @@ def run_sweep(
         seeds=seeds,
         grid_points=grid_points,
         **({} if max_extensions is None else {"max_extensions": max_extensions}),
+        default_lr=False,  # each (α, β, q) is a configuration under study, not a library default
     )
     run_suite(suite, out_dir, data_dir=data_dir, device=device, workers=workers, progress=progress, log=log,
               repair=repair)  # fmt: skip
