@@ -182,6 +182,8 @@ def test_gpu_suite_definition() -> None:
 def test_quick_suite_shows_the_recommended_inna_and_innaprop_beside_the_papers() -> None:
     quick = SUITES["quick"].optimizers
     assert quick[:3] == ("inna", "inna-guidance", "innaprop")
+    assert SUITES["quick"].seeds >= 3 and SUITES["quick"].default_lr  # paired verdicts need more than 2 seeds
+    assert "at most 3 minutes on 2 cores" in SUITES["quick"].description  # the budget, in `inna bench --help`
     assert "guidance.md" in OPTIMIZERS["inna-guidance"].note and "paper" in OPTIMIZERS["inna"].note
     assert REP.INNA_FAMILIES == INNA_FAMILIES  # the report's copy (no torch import there) agrees
 
