@@ -286,7 +286,7 @@ def test_undecided_names_the_seeds_and_a_larger_margin_turns_it_into_a_tie(
     (v,) = REP.verdicts(task)
     assert v.train_loss is not None and v.train_loss.verdict == "undecided" and v.loss_margin == pytest.approx(0.11)
     text = REP.write_report(tmp_path, figures=False)[0].read_text()
-    assert "| undecided (n = 3) |" in text and "(3 seeds)" in text
+    assert "| undecided (n = 3) |" in text and "(3 seed(s))" in text
     (wide,) = REP.verdicts(task, Margin(loss_fraction=0.5, acc_points=50))
     assert wide.train_loss is not None and wide.train_loss.verdict == "tie" and wide.loss_margin == pytest.approx(0.55)
     assert wide.test_acc is not None and wide.test_acc.verdict == "tie"

@@ -169,14 +169,19 @@ class OptimizerResult:
         return final_by_seed(self.default_records, key)
 
     @property
+    def finished(self) -> list[RunRecords]:
+        """The runs that ended (completed or diverged), one per seed."""
+        return [r for r in self.records if r.status != "running"]
+
+    @property
     def runs(self) -> list[dict[int, Record]]:
-        """Per seed: epoch → epoch record."""
-        return [r.epochs for r in self.records]
+        """Per finished seed: epoch → epoch record."""
+        return [r.epochs for r in self.finished]
 
     @property
     def statuses(self) -> list[str]:
-        """Per seed: ``completed``, ``diverged`` or ``running``."""
-        return [r.status for r in self.records]
+        """Per finished seed: ``completed`` or ``diverged``."""
+        return [r.status for r in self.finished]
 
     def final(self, key: str) -> list[float]:
         """The last epoch's ``key`` of each completed run."""
@@ -209,7 +214,8 @@ class TaskResult:
 
     @property
     def seeds(self) -> int:
-        return max((len(o.records) for o in self.optimizers), default=0)
+        """The most finished runs (seeds) any optimizer of the task has."""
+        return max((len(o.finished) for o in self.optimizers), default=0)
 
     @property
     def is_text(self) -> bool:

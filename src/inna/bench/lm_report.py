@@ -47,7 +47,7 @@ def bits(o: OptimizerResult, key: str, default_lr: bool = False) -> dict[int, fl
 def _curves(o: OptimizerResult, key: str, x: str) -> list[tuple[list[float], list[float]]]:
     """Per run: (x values, ``key`` in bits per character) over the recorded epochs."""
     out = []
-    for run in o.records:
+    for run in o.finished:
         pts = [(float(r[x]), float(r[key]) / _LN2) for _, r in sorted(run.epochs.items())
                if r.get(key) is not None and r.get(x) is not None]  # fmt: skip
         if pts:
@@ -64,7 +64,7 @@ def _results_table(task: TaskResult) -> tuple[list[str], list[OptimizerResult]]:
              "| time/run (s) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     ranked = sorted(task.optimizers, key=lambda o: statistics.fmean(_finite(bits(o, "test_loss")) or [math.inf]))
     for o in ranked:
-        ends = [r.end for r in o.records if r.end is not None]
+        ends = [r.end for r in o.finished if r.end is not None]
         steps = max((int(e["steps"]) for e in ends), default=0)
         times = [float(e["wall_time"]) for e in ends]
         lr = "—" if o.lr is None else f"{o.lr:g}"

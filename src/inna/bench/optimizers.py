@@ -333,8 +333,9 @@ def parse_optimizer(text: str) -> OptimizerSpec:
     if schedule and "name" not in schedule:
         raise ValueError(f"Invalid optimizer {text!r}: {', '.join(sorted(schedule))} given without schedule=NAME "
                          f"(allowed: {', '.join(SCHEDULES)})")  # fmt: skip
-    parsed = OptimizerSpec(label, spec.family, options, power, fields["grid"],
-                           note=spec.note if label == spec.name else "", schedule=schedule)  # fmt: skip
+    same = label == spec.name and (options, power, schedule) == (spec.options, spec.power, spec.schedule)
+    parsed = OptimizerSpec(label, spec.family, options, power, fields["grid"], note=spec.note if same else "",
+                           schedule=schedule)  # fmt: skip
     _validate(parsed, text)
     return parsed
 

@@ -172,12 +172,13 @@ def _costs(tasks: Sequence[TaskResult], targets: dict[str, float | None]) -> dic
         target = targets.get(t.task)
         if target is None:
             continue
-        out[t.task] = {o.optimizer: time_to_target(o.records, target) for o in t.optimizers if o.records}
+        out[t.task] = {o.optimizer: time_to_target(o.finished, target) for o in t.optimizers if o.finished}
     return out
 
 
 def _default_row(o: OptimizerResult, target: float) -> TimeToTarget | None:
-    return time_to_target(o.default_records, target) if o.default_records else None
+    finished = [r for r in o.default_records if r.status != "running"]
+    return time_to_target(finished, target) if finished else None
 
 
 def cross_task_lines(

@@ -120,7 +120,7 @@ def _verdict_table(task: TaskResult, margin: Margin) -> list[str]:
              f"verdict for the INNA-family optimizer). Margins: {loss_m} training loss ({100 * margin.loss_fraction:g} "
              f"% of {rows[0].baseline}'s mean final training loss) and ±{margin.acc_points:g} point(s) of test "
              "accuracy; tie = the whole interval inside the margin, "
-             f"undecided = it holds 0 and reaches past the margin ({task.seeds} seeds).", "",
+             f"undecided = it holds 0 and reaches past the margin ({task.seeds} seed(s)).", "",
              "| optimizer | Δ final train loss | verdict | Δ test acc (points) | verdict |",
              "|---|---|---|---|---|"]  # fmt: skip
     for v in rows:
@@ -259,7 +259,7 @@ def _intro(suite: dict, command: str | None, margin: Margin) -> list[str]:
 
 def _task_section(task: TaskResult, margin: Margin, fig_dir: Path | None) -> tuple[list[str], list[str]]:
     """(the report's lines for ``task``, the summary's)."""
-    header = f"## {task.task} ({task.epochs} epochs, {task.seeds} seeds; γ₀ tuned over {task.tune_epochs} epochs)"
+    header = f"## {task.task} ({task.epochs} epochs, {task.seeds} seed(s); γ₀ tuned over {task.tune_epochs} epochs)"
     table = _task_table(task)
     summary = [header, "", *table, ""]
     lines = list(summary)
