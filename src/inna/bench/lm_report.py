@@ -130,7 +130,7 @@ def plot_lm_task(task: TaskResult, path: str | os.PathLike[str]) -> None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    lows = [v for o in task.optimizers for v in _finite(bits(o, "test_loss"))]
+    lows = [v for o in task.optimizers for k in ("train_loss", "test_loss") for v in _finite(bits(o, k))]
     firsts = [c[1][1] for o in task.optimizers for c in _curves(o, "train_loss", "steps") if len(c[1]) > 1]
     if lows and firsts:  # the interesting range: from just below the best to the worst loss after one epoch
         top = min(max(firsts), math.log2(max(2, int(task.data.get("vocab_size") or 2)))) + 0.2
