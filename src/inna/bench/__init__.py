@@ -17,8 +17,12 @@ Modules, one concept each (imports run downwards in this list, never upwards):
 * :mod:`~inna.bench.execution`: many runs, in this process or in workers that never outlive it;
 * :mod:`~inna.bench.suites`: tasks, suites and the registry of named suites;
 * :mod:`~inna.bench.protocol`: γ₀ selection on the training loss, then the full runs (:func:`run_suite`);
-* :mod:`~inna.bench.report` (markdown + figures) and :mod:`~inna.bench.sweep` ((α, β, q) sensitivity), which
-  read results through :mod:`~inna.bench.records` only;
+* :mod:`~inna.bench.stats` (paired differences and the four verdicts), :mod:`~inna.bench.evidence` (the runs of
+  each task and optimizer read from a results file, the best baseline, the verdicts with their margin; the
+  reports' shared helpers), :mod:`~inna.bench.profiles` (time to target, performance profiles);
+* :mod:`~inna.bench.report` (markdown + figures), :mod:`~inna.bench.lm_report` (language-model tasks) and
+  :mod:`~inna.bench.sweep` ((α, β, q) sensitivity), which read results through the three above and
+  :mod:`~inna.bench.records` only;
 * :mod:`~inna.bench.cli`: ``inna bench``, ``inna report``, ``inna sweep``.
 
 Needs the ``bench`` extra: ``pip install 'inna[bench]'``.
