@@ -68,9 +68,9 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def start_cli(argv: list[str]) -> subprocess.Popen:
+def start_cli(argv: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "inna.cli", *argv], env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, **kw)  # fmt: skip
 
 
 def run_cli(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,9 @@ def atomic_save(obj: Any, path: Path) -> None:
 def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     """The checkpoint at ``path``; :class:`CheckpointError` (naming the file) if it is not a valid one."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a protocol it did not write: a file to refuse anyway
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # what weights_only refuses: a global outside tensors and containers
         first = " ".join(str(err).split())[:300]
         raise CheckpointError(f"{path} is refused, not loaded: it holds more than tensors and plain data, which a "

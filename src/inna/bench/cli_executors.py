@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .cli import _positive_int
+from .cli_types import _nonnegative_float, _positive_int
 
 __all__ = [
     "EXECUTORS",
@@ -35,16 +35,6 @@ EXECUTORS = {
 _SLURM_OPTIONS = ("slurm_partition", "slurm_gpus_per_task", "slurm_cpus_per_task", "slurm_time", "slurm_mem",
                   "slurm_array_parallelism", "slurm_sbatch", "detach", "cancel")  # fmt: skip
 _RAY_OPTIONS = ("ray_address", "ray_num_cpus", "ray_num_gpus", "ray_max_retries")
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {v}")
-    return v
 
 
 def _slurm_time(text: str) -> int:

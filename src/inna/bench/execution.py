@@ -8,21 +8,21 @@ device with ``--devices``), :class:`~inna.bench.executor_slurm.SlurmExecutor` (j
 process that holds the results directory's lock, through its :class:`Session`) is the only writer of
 ``results.jsonl``. A run's numbers do not depend on where it runs (see :mod:`inna.bench.training`).
 
-**Local workers never outlive the driver.** Each worker asks the kernel to kill it when its parent dies
-(``PR_SET_PDEATHSIG`` through ``prctl`` on Linux) and also runs a watchdog thread that exits as soon as its
-parent process changes (every POSIX system), so a ``kill -9`` of the parent, or the OOM killer, takes the
-workers with it within about a second; the ``multiprocessing`` resource tracker then exits too. Workers ignore
-SIGINT: a Ctrl-C reaches the parent, which stops and reaps them (``KeyboardInterrupt`` propagates, with no
-tracebacks from the workers). A worker that dies (killed, out of memory) stops the suite with an error naming
-the runs left; rerunning resumes.
+**Local workers never outlive the driver.** Each worker (a ``spawn``-ed process with a pipe of its own) asks
+the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG`` through ``prctl`` on Linux) and also runs a
+watchdog thread that exits as soon as its parent process changes (every POSIX system), so a ``kill -9`` of the
+parent, or the OOM killer, takes the workers with it within about a second; the ``multiprocessing`` resource
+tracker then exits too. Workers ignore SIGINT: a Ctrl-C reaches the parent, which stops and reaps them
+(``KeyboardInterrupt`` propagates, with no tracebacks from the workers). A worker that dies (killed, out of
+memory) stops the suite with an error naming the run it was training and the runs left; rerunning resumes.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue as queue_mod
 import signal
 import sys
 import threading
@@ -284,95 +284,105 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="inna-parent-watchdog", daemon=True).start()
 
 
-def _worker_main(parent: int, tasks: Any, results: Any, checkpoint_dir: str, slot: WorkerSlot | None) -> None:
+def _worker_main(parent: int, conn: Any, checkpoint_dir: str, slot: WorkerSlot | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent(parent)
     if slot is not None:
         os.environ.update(slot.env)  # before torch initialises CUDA: this process sees its device only
     while True:
-        cfg = tasks.get()
+        cfg = conn.recv()
         if cfg is None:
             break
         if slot is not None:
             cfg = replace(cfg, device=slot.device)
         try:
-            train_run(cfg, results.put, checkpoint_dir)
+            train_run(cfg, conn.send, checkpoint_dir)
         except BaseException:
-            results.put({"type": "_error", "run_id": cfg.run_id, "traceback": traceback.format_exc()})
+            conn.send({"type": "_error", "run_id": cfg.run_id, "traceback": traceback.format_exc()})
             break
-    results.close()
-    results.join_thread()
+    conn.close()
+
+
+class _Worker:
+    def __init__(self, proc: Any, conn: Any) -> None:
+        self.proc, self.conn = proc, conn
+        self.run: str | None = None  # the run it is training
 
 
 class _Pool:
-    """Spawned worker processes fed from one task queue, started as runs arrive (at most ``n``)."""
+    """Spawned worker processes, each with a pipe of its own (no shared queue, so no semaphore for the resource
+    tracker to find leaked after a Ctrl-C), started as runs arrive (at most ``n``); the parent hands a run to an
+    idle worker and reads every record as it comes."""
 
     def __init__(self, n: int, checkpoint_dir: str, slots: list[WorkerSlot] | None) -> None:
         self.ctx = mp.get_context("spawn")
-        self.tasks, self.results = self.ctx.Queue(), self.ctx.Queue()
         self.n, self.checkpoint_dir, self.slots = n, checkpoint_dir, slots
-        self.procs: list[Any] = []
+        self.workers: list[_Worker] = []
+        self.queue: deque[RunConfig] = deque()
         self.outstanding: set[str] = set()
 
     def submit(self, configs: Sequence[RunConfig]) -> None:
-        for c in configs:
-            self.tasks.put(c)
-            self.outstanding.add(c.run_id)
-        while len(self.procs) < min(self.n, len(self.outstanding)):
-            i = len(self.procs)
+        self.queue.extend(configs)
+        self.outstanding.update(c.run_id for c in configs)
+        while len(self.workers) < min(self.n, len(self.outstanding)):
+            i = len(self.workers)
             slot = self.slots[i] if self.slots else None
-            p = self.ctx.Process(target=_worker_main, args=(os.getpid(), self.tasks, self.results, self.checkpoint_dir,
-                                 slot), daemon=True, name=f"inna-bench-worker-{i}")  # fmt: skip
+            mine, theirs = self.ctx.Pipe()
+            p = self.ctx.Process(target=_worker_main, args=(os.getpid(), theirs, self.checkpoint_dir, slot),
+                                 daemon=True, name=f"inna-bench-worker-{i}")  # fmt: skip
             p.start()
-            self.procs.append(p)
+            theirs.close()
+            self.workers.append(_Worker(p, mine))
+        self._dispatch()
 
-    def _check_workers(self) -> None:
-        remaining = ", ".join(sorted(self.outstanding))
-        dead = [p for p in self.procs if not p.is_alive() and p.exitcode != 0]
-        if dead:
-            code = dead[0].exitcode
-            how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
-            raise WorkerError(f"a worker process died ({how}) with runs unfinished ({remaining}); "
-                              "rerun the same command to resume")  # fmt: skip
-        if not any(p.is_alive() for p in self.procs):
-            raise WorkerError(f"the workers stopped with runs unfinished: {remaining}")
+    def _dispatch(self) -> None:
+        for w in self.workers:
+            if w.run is None and self.queue:
+                cfg = self.queue.popleft()
+                w.run = cfg.run_id
+                try:
+                    w.conn.send(cfg)
+                except OSError:  # the worker died while idle
+                    raise self._died(w) from None
+
+    def _died(self, w: _Worker) -> WorkerError:
+        w.proc.join(1.0)
+        code = w.proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        return WorkerError(f"a worker process died ({how}) while training run {w.run}, with runs unfinished "
+                           f"({', '.join(sorted(self.outstanding))}); rerun the same command to resume")  # fmt: skip
 
     def wait(self, write: Callable[[Record], None]) -> list[str]:
         finished: list[str] = []
         while self.outstanding and not finished:
-            try:
-                record = self.results.get(timeout=0.5)
-            except queue_mod.Empty:
-                self._check_workers()
-                continue
-            while record is not None:
+            busy = {w.conn: w for w in self.workers if w.run is not None}
+            if not busy:
+                raise WorkerError(f"no worker is training the runs left ({', '.join(sorted(self.outstanding))})")
+            for conn in mp_connection.wait(list(busy), timeout=0.5):
+                w = busy[conn]
+                try:
+                    record = conn.recv()
+                except (EOFError, OSError):
+                    raise self._died(w) from None
                 if record.get("type") == "_error":
                     raise WorkerError(f"run {record['run_id']} failed in a worker:\n{record['traceback']}")
                 write(record)
                 if record.get("type") == RecordType.RUN_END:
                     self.outstanding.discard(record["run_id"])
                     finished.append(record["run_id"])
-                try:  # what else has arrived, without waiting
-                    record = self.results.get_nowait()
-                except queue_mod.Empty:
-                    record = None
+                    w.run = None
+            self._dispatch()
         return finished
 
     def close(self) -> None:
-        started = [p for p in self.procs if p.pid is not None]
-        for p in started:
-            if p.is_alive():
-                p.terminate()
+        for w in self.workers:
+            if w.proc.is_alive():
+                w.proc.terminate()
         deadline = time.monotonic() + 5.0
-        for p in started:
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():  # pragma: no cover - did not stop on SIGTERM
-                p.kill()
-                p.join(1.0)
-        for q in (self.tasks, self.results):
-            q.cancel_join_thread()
-            q.close()
-        # drop every reference to the queues (the processes hold them as arguments): their semaphores are released
-        # now, not left to the resource tracker's "leaked semaphore" warning at exit
-        self.procs.clear()
-        self.tasks = self.results = None
+        for w in self.workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():  # pragma: no cover - did not stop on SIGTERM
+                w.proc.kill()
+                w.proc.join(1.0)
+            w.conn.close()
+        self.workers.clear()

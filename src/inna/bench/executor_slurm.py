@@ -250,8 +250,9 @@ class SlurmExecutor(Executor):
             raise WorkerError(f"sbatch refused the job: {' '.join(str(err).split())}") from None
         job_id = str(jobs[0].job_id).split("_")[0]
         self.subs.save(token, {**item, "job_id": job_id})
-        self.session.log(f"[inna bench] slurm: submitted {len(configs)} run(s) as job array {job_id} ({n} task(s) "
-                         f"of up to {size} run(s)); logs in {self.dir / 'logs' / job_id}*")  # fmt: skip
+        what = f"job {job_id}" if n == 1 else f"job array {job_id} ({n} tasks of up to {size} runs)"
+        self.session.log(f"[inna bench] slurm: submitted {len(configs)} run(s) as {what}; logs in "
+                         f"{self.dir / 'logs' / job_id}*")  # fmt: skip
 
     # ----------------------------------------------------------------------------------------------- wait
 

@@ -3,7 +3,9 @@
 The protocol's rounds for a suite (after the command line's overrides): the γ₀ selection's initial grids (one run
 per (task, optimizer, γ₀), first seed, ``tune_epochs`` each), the grid extensions (at most ``max_extensions`` more
 runs per (task, optimizer): one log step at a time, only while the best γ₀ sits at an end, so the number is
-known only once it has run), and the full runs (``seeds`` per (task, optimizer), ``epochs`` each). Steps per
+known only once it has run), and the full runs (``seeds`` per (task, optimizer), ``epochs`` each; when a task's
+``tune_epochs`` equals its ``epochs``, the first seed's full run is the selection run of the chosen γ₀, not run
+again). Steps per
 epoch come from the training-set sizes of the data registry (or the task's ``train_subset``).
 
 Device-hours are estimated where a cost per training step is known: ``--step-cost SECONDS`` (measure one with
@@ -61,7 +63,9 @@ def plan_rounds(suite: Suite, fixed_lrs: dict[str, float] | None = None) -> list
         if tuned and suite.max_extensions:
             out.append(Round("γ₀ selection, grid extensions", t, len(tuned) * suite.max_extensions, t.tune_epochs,
                              at_most=True))  # fmt: skip
-        out.append(Round("full runs", t, len(keys) * suite.seeds, t.epochs))
+        shared = len(tuned) if t.tune_epochs == t.epochs else 0  # seed 0's full run is the chosen γ₀'s probe
+        out.append(Round("full runs" + (" (seed 0's is a selection run)" if shared else ""), t,
+                         len(keys) * suite.seeds - shared, t.epochs))  # fmt: skip
     return out
 
 
@@ -80,6 +84,10 @@ def measured_step_costs(out_dir: str | Path) -> dict[str, float]:
 
 def _n(x: float) -> str:
     return f"{x:,.0f}"
+
+
+def _hours(x: float) -> str:
+    return f"{x:,.1f}" if x >= 1 else f"{x:.2g}"
 
 
 def plan_text(
@@ -102,7 +110,7 @@ def plan_text(
         le = "≤ " if r.at_most else ""
         lines.append(f"| {r.name} | {r.task.name} | {le}{r.runs} | {r.epochs} | {le}{_n(epochs)} | "
                      f"{'?' if spe is None else _n(spe)} | {'?' if steps is None else le + _n(steps)} | "
-                     f"{'?' if h is None else le + f'{h:,.1f}'} |")  # fmt: skip
+                     f"{'?' if h is None else le + _hours(h)} |")  # fmt: skip
         bound |= r.at_most
         total_runs += r.runs
         total_epochs += epochs
@@ -110,7 +118,7 @@ def plan_text(
         hours = None if hours is None or h is None else hours + h
     le = "≤ " if bound else ""
     lines.append(f"| **total** | | {le}{_n(total_runs)} | | {le}{_n(total_epochs)} | | {le}{_n(total_steps)} | "
-                 f"{'?' if hours is None else le + f'{hours:,.1f}'} |")  # fmt: skip
+                 f"{'?' if hours is None else le + _hours(hours)} |")  # fmt: skip
     lines.append("")
     if costs:
         shown = ", ".join(f"{k if k != '*' else 'every task'}: {v * 1000:.3g} ms" for k, v in costs.items())

@@ -204,6 +204,23 @@ def _fresh(cfg: RunConfig, data: Dataset) -> tuple[torch.nn.Module, Any, Any]:
     return model, opt, sched
 
 
+def _resume(cfg: RunConfig, ckpt: Path, model: Any, opt: Any, sched: Any, log: Callable[[str], Any]) -> Any:
+    """Restore ``model``, ``opt`` and ``sched`` from ``ckpt`` and return its state; None (the checkpoint set aside,
+    ``log`` saying so) when it cannot be restored."""
+    try:
+        state = load_checkpoint(ckpt, map_location=cfg.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        return state
+    except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        aside = set_aside(ckpt)
+        log(f"[inna bench] warning: checkpoint {ckpt} cannot be resumed from ({err}); set aside as "
+            f"{aside.name}, run {cfg.run_id} starts again")  # fmt: skip
+        return None
+
+
 def _train_run(
     cfg: RunConfig, emit_record: Callable[[Record], None], ckpt_dir: Path, log: Callable[[str], Any], replay: bool
 ) -> Record:
@@ -220,22 +237,14 @@ def _train_run(
     ckpt = checkpoint_path(ckpt_dir, cfg.run_id)
     base = cfg.summary()
     epoch, steps, wall = 0, 0, 0.0
-    resumed = False
-    if ckpt.is_file():
-        try:
-            state = load_checkpoint(ckpt, map_location=device)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(state["scheduler"])
-            epoch, steps, wall = state["epoch"], state["steps"], state["wall_time"]
-            journal = list(state["records"])
-            resumed = True
-        except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError) as err:
-            aside = set_aside(ckpt)
-            log(f"[inna bench] warning: checkpoint {ckpt} cannot be resumed from ({err}); set aside as "
-                f"{aside.name}, run {cfg.run_id} starts again")  # fmt: skip
-            model, opt, sched = _fresh(cfg, data)
+    had_checkpoint = ckpt.is_file()
+    state = _resume(cfg, ckpt, model, opt, sched, log) if had_checkpoint else None
+    resumed = state is not None
+    if state is not None:
+        epoch, steps, wall = state["epoch"], state["steps"], state["wall_time"]
+        journal = list(state["records"])
+    elif had_checkpoint:
+        model, opt, sched = _fresh(cfg, data)  # a failed restore may have changed them in part
     if resumed and replay:
         for line in journal:
             emit_record(json.loads(line))
