@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import RunConfig
 from .data import dataset_available, is_text_dataset, load_dataset
-from .execution import execute_runs
+from .execution import Executor, LocalExecutor, Session, WorkerError
 from .optimizers import DEFAULT_LRS, OptimizerSpec
 from .records import (
     Record,
@@ -27,7 +27,6 @@ from .records import (
     ResultsStore,
     RunRecords,
     final_epoch,
-    group_runs,
     latest_selections,
     latest_suite,
     repair_results,
@@ -69,6 +68,7 @@ def run_suite(
     progress: bool = True,
     log: Any = print,
     repair: bool = False,
+    executor: Executor | None = None,
 ) -> list[Record]:
     """Run ``suite`` into ``out_dir`` (``results.jsonl`` + ``checkpoints/``), resuming what is already there.
 
@@ -76,7 +76,9 @@ def run_suite(
     the data sets (every file read and checked), the output directory (created, writable, and locked for the
     whole run: one writer per directory) and the results file already there are checked in that order, before
     any record is written or any run starts. ``repair=True`` first moves the results file's bad lines aside
-    (:func:`~inna.bench.records.repair_results`). Returns the ``selection`` records (one per task × optimizer).
+    (:func:`~inna.bench.records.repair_results`). The runs go to ``executor`` (default: a
+    :class:`~inna.bench.execution.LocalExecutor` with ``workers`` processes). Returns the ``selection`` records
+    (one per task × optimizer).
     """
     # checked before any data is loaded or anything is written
     fixed_lrs = dict(fixed_lrs or {})
@@ -84,6 +86,7 @@ def run_suite(
     for name in fixed_lrs:
         if name not in specs:
             raise ValueError(f"--lr {name}=...: {name!r} is not among the optimizers ({', '.join(specs)})")
+    executor = executor or LocalExecutor(workers)
 
     with open_run_dir(out_dir) as out:  # exits at once if another process holds the directory
         results = out / "results.jsonl"
@@ -91,90 +94,149 @@ def run_suite(
             log(f"[inna bench] repair: {repair_results(results).summary()}")
         store = ResultsStore(results)
         store.records()  # a bad line is an error now, naming it (and offering --repair)
-        tasks: list[Task] = []
-        for t in suite.tasks:
-            if dataset_available(t.dataset, data_dir):
-                tasks.append(t)
-            elif t.dataset in suite.optional_datasets:
-                log(f"[inna bench] skipping {t.name}: {t.dataset} is not installed here")
-            else:
-                load_dataset(t.dataset, data_dir)  # raises now, with the message saying where to put which files
-                tasks.append(t)
-        for t in tasks:  # a damaged data file is an error now, not in the middle of the suite
-            preload_dataset(t.dataset, data_dir, t.train_subset, t.test_subset)
-        if workers > 1:
+        tasks = _available_tasks(suite, data_dir, log)
+        if not executor.in_process:
             clear_data_cache()  # the workers load their own copy
-        return _run_suite(suite, store, out / "checkpoints", tasks, specs, fixed_lrs, data_dir, device, workers,
-                          progress, log)  # fmt: skip
+        session = Session(store, out / "checkpoints", log=log, progress=progress, desc=suite.name)
+        executor.start(session)
+        try:
+            _record_suite(suite, store, tasks, specs, data_dir)
+            return _Driver(suite, session, executor, tasks, specs, fixed_lrs, data_dir, device).run()
+        finally:
+            executor.close()
+            session.close()
 
 
-def _run_suite(
-    suite: Suite, store: ResultsStore, ckpt: Path, tasks: list[Task], specs: dict[str, OptimizerSpec],
-    fixed_lrs: dict[str, float], data_dir: str | None, device: str, workers: int, progress: bool, log: Any,
-) -> list[Record]:  # fmt: skip
-    _record_suite(suite, store, tasks, specs, data_dir)
-    seeds = list(range(suite.seeds))
-
-    def config(t: Task, spec: OptimizerSpec, lr: float, seed: int, epochs: int) -> RunConfig:
-        return RunConfig(t.name, t.dataset, t.model, t.width, spec, lr, seed, epochs, t.batch_size, t.train_subset,
-                         t.test_subset, data_dir, device)  # fmt: skip
-
-    # 1. γ₀ selection on the training loss, first seed, short budget: the initial grid, then rounds of extension
-    #    probes (one per (task, optimizer) whose best γ₀ is still at an end), each round's runs in parallel. The
-    #    decisions depend only on recorded losses, so a rerun takes the same path and finds every probe done.
-    initial: dict[tuple[str, str], tuple[float, ...]] = {}
-    tune: dict[tuple[str, str], dict[float, RunConfig]] = {}
+def _available_tasks(suite: Suite, data_dir: str | None, log: Any) -> list[Task]:
+    """The suite's tasks whose data is here (an optional data set that is not is skipped, with a line saying so),
+    every file read and checked now, not in the middle of the suite."""
+    tasks: list[Task] = []
+    for t in suite.tasks:
+        if dataset_available(t.dataset, data_dir):
+            tasks.append(t)
+        elif t.dataset in suite.optional_datasets:
+            log(f"[inna bench] skipping {t.name}: {t.dataset} is not installed here")
+        else:
+            load_dataset(t.dataset, data_dir)  # raises now, with the message saying where to put which files
+            tasks.append(t)
     for t in tasks:
-        for key, spec in specs.items():
-            if key in fixed_lrs:
-                continue
-            initial[t.name, key] = _central(spec.grid, suite.grid_points)
-            tune[t.name, key] = {lr: config(t, spec, lr, seeds[0], t.tune_epochs) for lr in initial[t.name, key]}
-    by_task = {t.name: t for t in tasks}
-    pending = [c for d in tune.values() for c in d.values()]
-    decisions: dict[tuple[str, str], GridDecision] = {}
-    round_no = 0
-    while pending:
-        desc = "select γ₀" if round_no == 0 else f"select γ₀, grid extension {round_no}"
-        execute_runs(pending, store, ckpt, workers, progress, desc=desc, log=log)
-        by_id = {run.run_id: run for run in group_runs(store.records())}
-        pending = []
-        for pair, grid in tune.items():
-            decisions[pair] = decide(initial[pair], _losses(grid, by_id), max_extensions=suite.max_extensions)
-            probe = decisions[pair].probe
-            if probe is not None:
-                t, spec = by_task[pair[0]], specs[pair[1]]
-                grid[probe] = config(t, spec, probe, seeds[0], t.tune_epochs)
-                pending.append(grid[probe])
-        round_no += 1
+        preload_dataset(t.dataset, data_dir, t.train_subset, t.test_subset)
+    return tasks
 
-    # 2. one selection record per (task, optimizer), then the full runs with the selected γ₀, every seed
-    records = store.records()
-    by_id = {run.run_id: run for run in group_runs(records)}
-    existing = latest_selections(records)
-    selections: list[Record] = []
-    finals: list[RunConfig] = []
-    for t in tasks:
-        for key, spec in specs.items():
-            if key in fixed_lrs:
-                decision, grid = GridDecision(fixed_lrs[key], None, None), {}
+
+@dataclass
+class _Pair:
+    """One (task, optimizer) on its way: γ₀ probes (``grid``), then the selection, then the full runs."""
+
+    task: Task
+    key: str
+    spec: OptimizerSpec
+    initial: tuple[float, ...] = ()
+    grid: dict[float, RunConfig] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+    selection: Record | None = None
+
+
+class _Driver:
+    """The protocol as events: each (task, optimizer) goes on as soon as its own runs have finished.
+
+    1. γ₀ selection on the training loss, first seed, short budget: the initial grid, then extension probes while
+       the best γ₀ sits at an end (:func:`~inna.bench.selection.decide`);
+    2. the ``selection`` record, then the full runs with the selected γ₀, every seed: a pair's full runs start as
+       soon as its γ₀ is chosen, without waiting for the other pairs.
+
+    Decisions depend only on recorded losses, so a rerun takes the same path and finds every finished run done
+    (it is not submitted again). Runs are handed to the executor in batches, one per turn of the loop.
+    """
+
+    def __init__(
+        self, suite: Suite, session: Session, executor: Executor, tasks: list[Task], specs: dict[str, OptimizerSpec],
+        fixed_lrs: dict[str, float], data_dir: str | None, device: str,
+    ) -> None:  # fmt: skip
+        self.suite, self.session, self.executor = suite, session, executor
+        self.fixed_lrs, self.data_dir, self.device = fixed_lrs, data_dir, device
+        self.pairs = [_Pair(t, key, spec) for t in tasks for key, spec in specs.items()]
+        self.existing = latest_selections(session.store.records())
+        self.owners: dict[str, list[_Pair]] = {}
+        self.batch: list[RunConfig] = []
+        self.ready: list[str] = []  # requested runs found finished: no executor needed
+        self.submitted: set[str] = set()
+
+    def config(self, pair: _Pair, lr: float, seed: int, epochs: int) -> RunConfig:
+        t = pair.task
+        return RunConfig(t.name, t.dataset, t.model, t.width, pair.spec, lr, seed, epochs, t.batch_size,
+                         t.train_subset, t.test_subset, self.data_dir, self.device)  # fmt: skip
+
+    def run(self) -> list[Record]:
+        for pair in self.pairs:
+            if pair.key in self.fixed_lrs:
+                self.select(pair, GridDecision(self.fixed_lrs[pair.key], None, None))
             else:
-                decision, grid = decisions[t.name, key], dict(sorted(tune[t.name, key].items()))
-            runs = [] if decision.chosen is None else [config(t, spec, decision.chosen, s, t.epochs) for s in seeds]
-            default = DEFAULT_LRS.get(spec.family) if suite.default_lr else None
-            defaults = [] if default is None else [config(t, spec, default, s, t.epochs) for s in seeds]
-            rec = _selection_record(suite, t, key, spec, decision, grid, _losses(grid, by_id), runs,
-                                    initial.get((t.name, key), ()), fixed=key in fixed_lrs)  # fmt: skip
-            if defaults:
-                rec.update(default_lr=default, default_run_ids=[c.run_id for c in defaults])
-            _log_selection(rec, suite, log)
-            old = existing.get((t.name, spec.name))
-            if old is None or any(old.get(k) != v for k, v in json.loads(json.dumps(rec)).items()):
-                store.append(rec)
-            selections.append(rec)
-            finals += runs + defaults
-    execute_runs(finals, store, ckpt, workers, progress, desc="full runs", log=log)
-    return selections
+                pair.initial = _central(pair.spec.grid, self.suite.grid_points)
+                pair.grid = {lr: self.config(pair, lr, 0, pair.task.tune_epochs) for lr in pair.initial}
+                self.request(pair, list(pair.grid.values()))
+        while True:
+            if self.batch:
+                self.session.expect(self.batch)
+                self.executor.submit(self.batch)
+                self.batch = []
+            if self.ready:
+                done, self.ready = self.ready, []
+            else:
+                done = self.executor.wait()
+                if not done:
+                    break
+            for rid in done:
+                for pair in self.owners.pop(rid, []):
+                    pair.waiting.discard(rid)
+                    if not pair.waiting and pair.selection is None:
+                        self.advance(pair)
+        unfinished = [f"{p.task.name} {p.spec.name}" for p in self.pairs if p.selection is None or p.waiting]
+        if unfinished:
+            raise WorkerError(f"the executor stopped with runs unfinished ({', '.join(unfinished)})")
+        return [p.selection for p in self.pairs if p.selection is not None]
+
+    def request(self, pair: _Pair, configs: list[RunConfig]) -> None:
+        for c in configs:
+            pair.waiting.add(c.run_id)
+            self.owners.setdefault(c.run_id, []).append(pair)
+            if self.session.finished(c.run_id):
+                self.ready.append(c.run_id)
+            elif c.run_id not in self.submitted:
+                self.submitted.add(c.run_id)
+                self.batch.append(c)
+
+    def advance(self, pair: _Pair) -> None:
+        """Every probe of ``pair`` so far has finished: probe the next γ₀, or select."""
+        decision = decide(pair.initial, self.losses(pair), max_extensions=self.suite.max_extensions)
+        if decision.probe is None:
+            self.select(pair, decision)
+            return
+        c = self.config(pair, decision.probe, 0, pair.task.tune_epochs)
+        pair.grid[decision.probe] = c
+        self.request(pair, [c])
+
+    def losses(self, pair: _Pair) -> dict[float, float | None]:
+        return {lr: _final_train_loss(self.session.index.get(c.run_id)) for lr, c in sorted(pair.grid.items())}
+
+    def select(self, pair: _Pair, decision: GridDecision) -> None:
+        fixed = pair.key in self.fixed_lrs
+        pair.grid = dict(sorted(pair.grid.items()))
+        t = pair.task
+        runs = [] if decision.chosen is None else [self.config(pair, decision.chosen, s, t.epochs)
+                                                   for s in range(self.suite.seeds)]  # fmt: skip
+        rec = _selection_record(self.suite, t, pair.key, pair.spec, decision, pair.grid, self.losses(pair), runs,
+                                pair.initial, fixed=fixed)  # fmt: skip
+        default = DEFAULT_LRS.get(pair.spec.family) if self.suite.default_lr else None
+        defaults = [] if default is None else [self.config(pair, default, s, t.epochs) for s in range(self.suite.seeds)]
+        if defaults:  # the untuned runs at the library-default lr, every seed
+            rec.update(default_lr=default, default_run_ids=[c.run_id for c in defaults])
+        _log_selection(rec, self.suite, self.session.log)
+        old = self.existing.get((t.name, pair.spec.name))
+        if old is None or any(old.get(k) != v for k, v in json.loads(json.dumps(rec)).items()):
+            self.session.write(rec)
+        pair.selection = rec
+        self.request(pair, runs + defaults)
 
 
 def _record_suite(
@@ -189,11 +251,6 @@ def _record_suite(
     last = latest_suite(store.records())
     if last is None or last != json.loads(json.dumps(meta)):
         store.append(meta)
-
-
-def _losses(grid: dict[float, RunConfig], by_id: dict[str, RunRecords]) -> dict[float, float | None]:
-    """γ₀ → the final training loss of its tuning run (None: diverged or not finished)."""
-    return {lr: _final_train_loss(by_id.get(c.run_id)) for lr, c in grid.items()}
 
 
 def _selection_record(

@@ -31,7 +31,7 @@ from .sources import (
     resolve_subdir,
 )
 
-__all__ = ["DATASETS", "dataset_available", "is_text_dataset", "load_dataset"]
+__all__ = ["DATASETS", "TRAIN_SIZES", "dataset_available", "is_text_dataset", "load_dataset"]
 
 
 def is_text_dataset(name: str) -> bool:
@@ -49,6 +49,18 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
+}
+
+
+#: name → training-set size (examples), for planning before any file is read (``inna bench --plan``).
+TRAIN_SIZES: dict[str, int] = {
+    "digits": 1437,
+    "mnist1d": 4000,
+    "mnist5k": 4000,
+    "fashion-mnist": 60000,
+    "mnist": 60000,
+    "cifar10": 50000,
+    "cifar100": 50000,
 }
 
 
