@@ -103,7 +103,7 @@ def test_each_pair_goes_on_without_waiting_for_the_others(tmp_path: Path, monkey
         real(self, configs)
 
     monkeypatch.setattr(E.LocalExecutor, "submit", spy)
-    suite = Suite("ext", "events", (TASK,), (_spec("LOW"), _spec("HIGH")), seeds=1)
+    suite = Suite("ext", "events", (TASK,), (_spec("LOW"), _spec("HIGH")), seeds=1, default_lr=False)
     run_suite(suite, tmp_path, progress=False, log=quiet)
     # both initial grids at once; then one run at a time (this process trains them in turn): LOW's probes 0.01,
     # 0.003, 0.001 and HIGH's 10, 30 interleave, and HIGH's full run starts before LOW's last probe has finished
