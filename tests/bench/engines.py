@@ -27,11 +27,11 @@ SRC = str(Path(inna.__file__).resolve().parents[1])
 #: 2 tuning runs (γ₀ 0.3 and 1, one epoch) and 2 full runs (two seeds, two epochs): records in about 10 s locally.
 SHORT = ["--suite", "quick", "--dataset", "digits", "--optimizers", "inna:grid=0.3,1", "--seeds", "2", "--epochs",
          "2", "--tune-epochs", "1", "--grid-extensions", "0", "--train-subset", "400", "--no-figures",
-         "--no-progress"]  # fmt: skip
+         "--no-progress", "--no-default-lr"]  # fmt: skip
 #: One run of 150 epochs on the whole of digits (a fixed γ₀: no selection, about 10 s): long enough to outlive
 #: the 5 s between scancel's SIGTERM (which submitit's jobs ignore) and its SIGKILL on the test cluster.
 LONG = ["--suite", "quick", "--dataset", "digits", "--optimizers", "inna", "--lr", "inna=0.3", "--seeds", "1",
-        "--epochs", "150", "--no-figures", "--no-progress"]  # fmt: skip
+        "--epochs", "150", "--no-figures", "--no-progress", "--no-default-lr"]  # fmt: skip
 
 
 def require(engine: str, problem: str | None) -> None:
