@@ -326,6 +326,9 @@ class SlurmExecutor(Executor):
                 self.session.log(f"[inna bench] warning: shard {shard} belongs to no run of this suite; set aside as "
                                  f"{aside.name}")  # fmt: skip
 
+    def interrupted_message(self) -> str | None:
+        return self.follow_message(interrupted=True) if hasattr(self, "subs") and self._outstanding else None
+
     def follow_message(self, interrupted: bool = False) -> str:
         jobs = sorted({str(t).split("_")[0] for rid in self._outstanding for t in self.subs.tasks_of(rid)[-1:]})
         head = "interrupted: detached" if interrupted else "detached"

@@ -5,6 +5,9 @@ For every (task, optimizer): each γ₀ of the optimizer's grid is trained for `
 seed; the γ₀ with the lowest **training** loss (mean cross-entropy on the whole training set) at the end of that
 budget is selected (diverged runs count as +inf). The test set is never looked at. Then the selected γ₀ is
 trained for ``epochs`` epochs with every seed; for a given seed all optimizers start from the same weights.
+
+The runs go to an :class:`~inna.bench.execution.Executor` (this machine, Slurm, Ray: ``--executor``), which the
+protocol drives through ``submit`` and ``wait`` only; it never knows which one runs them.
 """
 
 from __future__ import annotations
