@@ -21,7 +21,7 @@ cpus="$(nproc)"
 mem_mb="$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)"
 conf=/etc/slurm/slurm.conf
 marker="# written by inna's .ci/setup-slurm.sh"
-# KillWait=5: a cancelled job gets SIGKILL 5 s after SIGTERM (submitit's jobs ignore SIGTERM), so that the test of
+# KillWait=2: a cancelled job gets SIGKILL 2 s after SIGTERM (submitit's jobs ignore SIGTERM), so that the test of
 # `scancel` sees the job die while its run is still going; MinJobAge=60: ended jobs leave squeue after a minute.
 wanted="${marker}
 ClusterName=local
@@ -41,7 +41,7 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
-KillWait=5
+KillWait=2
 MinJobAge=60
 NodeName=${host} CPUs=${cpus} RealMemory=${mem_mb} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP"

@@ -28,10 +28,11 @@ SRC = str(Path(inna.__file__).resolve().parents[1])
 SHORT = ["--suite", "quick", "--dataset", "digits", "--optimizers", "inna:grid=0.3,1", "--seeds", "2", "--epochs",
          "2", "--tune-epochs", "1", "--grid-extensions", "0", "--train-subset", "400", "--no-figures",
          "--no-progress", "--no-default-lr"]  # fmt: skip
-#: One run of 150 epochs on the whole of digits (a fixed γ₀: no selection, about 10 s): long enough to outlive
-#: the 5 s between scancel's SIGTERM (which submitit's jobs ignore) and its SIGKILL on the test cluster.
+#: One run of 200 epochs on the whole of digits (a fixed γ₀: no selection; 10 to 60 s here): long enough to
+#: outlive the 2 s between scancel's SIGTERM (which submitit's jobs ignore) and its SIGKILL on the test cluster.
 LONG = ["--suite", "quick", "--dataset", "digits", "--optimizers", "inna", "--lr", "inna=0.3", "--seeds", "1",
-        "--epochs", "150", "--no-figures", "--no-progress", "--no-default-lr"]  # fmt: skip
+        "--epochs", "200", "--no-figures", "--no-progress",
+        "--no-default-lr"]  # fmt: skip
 
 
 def require(engine: str, problem: str | None) -> None:

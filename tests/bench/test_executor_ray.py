@@ -38,7 +38,9 @@ def test_a_killed_worker_is_retried_from_the_checkpoint(long_reference: Path, tm
     proc = start_cli(["bench", *LONG, *RAY, "--out", str(out)])
     try:
         wait_until("a checkpoint of the running task", lambda: list((out / "checkpoints").glob("*.pt")), proc)
-        (worker,) = processes_named("ray::ray_run_pack")  # the busy worker, as Ray names it
+        busy = "ray::ray_run_pack"  # the busy worker, as Ray names it
+        wait_until("the one busy Ray worker", lambda: len(processes_named(busy)) == 1, proc)
+        (worker,) = processes_named(busy)
         os.kill(worker, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=600)
     finally:

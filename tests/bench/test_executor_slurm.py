@@ -16,6 +16,7 @@ from inna.bench.executor_slurm import job_name
 pytestmark = pytest.mark.slow
 
 SLURM = ["--executor", "slurm", "--slurm-array-parallelism", "2", "--slurm-time", "30"]
+ENDLESS = [*LONG, "--epochs", "5000"]  # a run that is still going whenever the test looks (it is cancelled)
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +102,7 @@ def test_a_damaged_shard_is_set_aside_and_its_run_redone(short_reference: Path, 
 def test_ctrl_c_detaches_a_rerun_attaches_and_cancel_cancels(tmp_path: Path) -> None:
     out = tmp_path / "out"
     # SIGINT as a terminal's foreground job has it (see test_faults.test_ctrl_c_is_one_line_saying_how_to_resume)
-    proc = start_cli(["bench", *LONG, *SLURM, "--out", str(out)], start_new_session=True,
+    proc = start_cli(["bench", *ENDLESS, *SLURM, "--out", str(out)], start_new_session=True,
                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         wait_until("the job", lambda: jobs_of(out), proc)
@@ -113,12 +114,12 @@ def test_ctrl_c_detaches_a_rerun_attaches_and_cancel_cancels(tmp_path: Path) -> 
     (job,) = {j for jobs in jobs_of(out).values() for j in jobs}
     assert f"interrupted: detached: 1 run(s) go on in Slurm job(s) {job} without this driver" in stderr
     assert queued(out)  # the job goes on
-    done = run_cli(["bench", *LONG, *SLURM, "--out", str(out), "--detach"])
+    done = run_cli(["bench", *ENDLESS, *SLURM, "--out", str(out), "--detach"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "already submitted by an earlier driver" in done.stdout and f"job(s) {job} without" in done.stdout
     assert [j for jobs in jobs_of(out).values() for j in jobs] == [job]  # attached, not submitted again
-    done = run_cli(["bench", *LONG, *SLURM, "--out", str(out), "--cancel"])
+    done = run_cli(["bench", *ENDLESS, *SLURM, "--out", str(out), "--cancel"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"cancelled job(s) {job}" in done.stdout
     wait_until("the cancelled job to leave the queue", lambda: not queued(out), timeout=120)
-    assert "no job of" in run_cli(["bench", *LONG, *SLURM, "--out", str(out), "--cancel"]).stdout
+    assert "no job of" in run_cli(["bench", *ENDLESS, *SLURM, "--out", str(out), "--cancel"]).stdout

@@ -369,7 +369,11 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"[inna bench] {gone}", file=sys.stderr if gone.interrupted else sys.stdout)
         return 130 if gone.interrupted else 0
     except KeyboardInterrupt:
-        return _interrupted("bench", out)
+        message = executor.interrupted_message() if executor is not None else None
+        if message is None:
+            return _interrupted("bench", out)
+        print(f"[inna bench] {message}", file=sys.stderr)
+        return 130
     except _user_errors() as err:
         return _failed("bench", err)
     print(summary)

@@ -168,6 +168,10 @@ class Executor(ABC):
         """One line saying where the runs go (for the log and ``--plan``)."""
         return self.name
 
+    def interrupted_message(self) -> str | None:
+        """What to tell the user after a Ctrl-C, when it is more than "rerun to resume" (runs that go on)."""
+        return None
+
 
 def execute_runs(
     configs: list[RunConfig],

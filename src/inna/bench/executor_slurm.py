@@ -23,6 +23,7 @@ database (``slurmdbd``), ``sacct`` has nothing to say, and submitit's own job st
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -192,6 +193,8 @@ class SlurmExecutor(Executor):
 
     def start(self, session: Session) -> None:
         super().start(session)
+        if importlib.util.find_spec("submitit") is None:
+            raise WorkerError("--executor slurm needs submitit: pip install 'inna[slurm]'")
         if shutil.which("sbatch") is None:
             raise WorkerError("sbatch is not on the PATH: --executor slurm needs Slurm's client commands here")
         check_shared_path(session.out, "--out", session.log)  # the jobs write their shards and checkpoints there
@@ -322,6 +325,9 @@ class SlurmExecutor(Executor):
                 aside = _set_aside(shard)
                 self.session.log(f"[inna bench] warning: shard {shard} belongs to no run of this suite; set aside as "
                                  f"{aside.name}")  # fmt: skip
+
+    def interrupted_message(self) -> str | None:
+        return self.follow_message(interrupted=True) if hasattr(self, "subs") and self._outstanding else None
 
     def follow_message(self, interrupted: bool = False) -> str:
         jobs = sorted({str(t).split("_")[0] for rid in self._outstanding for t in self.subs.tasks_of(rid)[-1:]})

@@ -7,6 +7,9 @@ budget is selected (diverged runs count as +inf). The test set is never looked a
 trained for ``epochs`` epochs with every seed; for a given seed all optimizers start from the same weights. With
 ``Suite.default_lr`` every optimizer is also trained with every seed at its library-default lr, untuned
 (:data:`~inna.bench.optimizers.DEFAULT_LRS`; a run that is also a tuning run is not trained twice).
+
+The runs go to an :class:`~inna.bench.execution.Executor` (this machine, Slurm, Ray: ``--executor``), which the
+protocol drives through ``submit`` and ``wait`` only; it never knows which one runs them.
 """
 
 from __future__ import annotations
