@@ -1,6 +1,7 @@
 # Two entry points, both doing their own set-up on a fresh machine:
 #   make test   - create .venv (first use), install the pinned frameworks + the package, lint, run the whole suite,
-#                 then run the JAX tests again in a venv without torch (.venv-jax), proving inna.optax needs no torch
+#                 then run the JAX tests again in a venv without torch (.venv-jax), proving inna.optax needs no torch,
+#                 and the torch tests again under ATEN_CPU_CAPABILITY=default (test-cpu-default)
 #   make bench  - same set-up, then run the main job
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ JAX_STAMP := $(JAX_VENV)/.installed-stamp
 PIP_FLAGS := --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: test test-main test-jax-only bench lint clean
+.PHONY: test test-main test-jax-only test-cpu-default bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +37,12 @@ test-jax-only: $(JAX_STAMP)
 		|| { echo "torch is installed in $(JAX_VENV): the JAX-only check is void"; exit 1; }
 	$(JAX_VENV)/bin/python -m pytest -m "not needs_torch" tests/test_formulas.py tests/jax_optax $(PYTEST_ARGS)
 
-test: test-main test-jax-only
+# The torch tests again on torch's portable CPU kernels (no AVX2/AVX-512, as on another CPU): no test may depend
+# on the CPU it runs on. torch.compile's tests are slow-marked and left out: inductor does not build under `default`.
+test-cpu-default: $(STAMP)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -m "not slow" tests/pytorch $(PYTEST_ARGS)
+
+test: test-main test-jax-only test-cpu-default
 
 bench: $(STAMP)
 	$(VENV)/bin/inna bench

@@ -24,8 +24,13 @@ needs_c = pytest.mark.skipif(
     reason="no C compiler: the CPU fused path is torch.compile here",
 )
 
-#: The C loop's float32 result is within this many ulp (of the largest magnitude of each tensor) of the reference.
+#: The C loop's float32 result is within this many ulp of the reference, measured on each tensor's scale (see
+#: :func:`assert_agree`). Two things differ from the eager reference: the C loop's correctly rounded sqrt, and
+#: addcmul, which torch's vectorised kernel computes as an FMA on AVX2/AVX-512 and as a multiply then an add under
+#: ``ATEN_CPU_CAPABILITY=default``; each costs at most 1 ulp of v or of u = g / D per step.
 ULPS = 8
+#: Gradients taken at parameters that agree to ULPS agree to this many ulp of their largest magnitude.
+GRAD_ULPS = 64
 
 
 def make_params(shapes, dtype, noncontig=()):
@@ -89,18 +94,33 @@ def ulp_distance(a, b):
     return ((a - b).abs().max() / (scale * eps)).item()
 
 
+def _max_abs(t):
+    return t.abs().max().item() if t.numel() else 0.0
+
+
 def assert_agree(runs, dtype, ulps=ULPS):
+    """Every tensor of the two runs within ``ulps`` of the dtype's epsilon times its scale: its own largest
+    magnitude, and for the phase the larger of its own and the parameter's. The phase
+    phi = (alpha - 1/beta) theta + psi/beta is in the parameter's units and sums terms of the
+    parameter's size (the decay's shift times theta), so its rounding errors are of that size even when it is small
+    itself. The step counters are equal."""
     (pa, oa), (pb, ob) = runs
     fast, ref = tensors_of(pa, oa), tensors_of(pb, ob)
     assert [k for k, _ in fast] == [k for k, _ in ref]  # the same state, for the same parameters
+    theta_scale = 0.0
     for (key, a), (_, b) in zip(fast, ref):
         assert a.dtype == b.dtype and a.shape == b.shape, key
         if key == "step":
             assert torch.equal(a, b)
             continue
         eps = torch.finfo(a.real.dtype if a.is_complex() else a.dtype).eps
-        err = (a - b).abs().max().item() if a.numel() else 0.0
-        scale = (b.abs().max().item() if b.numel() else 0.0) or 1.0
+        err = _max_abs(a - b)
+        scale = _max_abs(b)
+        if key in ("param", "master"):
+            theta_scale = scale if key == "param" else max(theta_scale, scale)
+        if key == "phase":
+            scale = max(scale, theta_scale)
+        scale = scale or 1.0
         assert err <= ulps * eps * scale, (key, a.dtype, err / (eps * scale))
 
 
@@ -149,6 +169,7 @@ def test_float32_agrees_to_a_few_ulp(maximize, weight_decay):
 @needs_c
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("state_dtype", [None, torch.float32])
+@pytest.mark.filterwarnings("ignore:INNAprop. a float16 parameter keeps")
 def test_low_precision_with_and_without_master_copies(dtype, state_dtype):
     hp = {**HP, "lr": 0.05}
     runs = twin_runs([(), (17,), (6, 5)], dtype, 30, hp, noncontig={2}, frozen={0}, state_dtype=state_dtype)
@@ -301,11 +322,13 @@ def test_grad_scaler_fused_route_agrees_with_the_default_route(unscale_first):
     assert not ref_opt._step_supports_amp_scaling
     assert fused_scaler.get_scale() == ref_scaler.get_scale()
     for p, q in zip(fused_model.parameters(), ref_model.parameters()):
-        assert torch.equal(p.grad, q.grad)  # unscaled by the scaler's inverse, by both routes
-        assert ulp_distance(p, q) <= ULPS
-        for key in ("phase", "exp_avg_sq"):
-            assert ulp_distance(fused_opt.state[p][key], ref_opt.state[q][key]) <= ULPS
+        # unscaled by the scaler's inverse by both routes (a gradient left scaled would be 2**12 times larger);
+        # taken at parameters that agree to ULPS, not bitwise
+        assert ulp_distance(p.grad, q.grad) <= GRAD_ULPS
         assert fused_opt.state[p]["step"].item() == ref_opt.state[q]["step"].item() == 6  # two steps skipped
+    assert_agree(
+        [(list(m.parameters()), o) for m, o in ((fused_model, fused_opt), (ref_model, ref_opt))], torch.float32
+    )
 
 
 @needs_c

@@ -606,6 +606,7 @@ def _scalar_value(s: float | Tensor) -> float:
 
 def _unscale_and_check(grads: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
     """The scaler's default route on ``grads`` (in place); True when the step must be skipped."""
+    grad_scale = None if grad_scale is None else grad_scale.reshape(())
     if grad_scale is not None and grads:
         inv = grad_scale.double().reciprocal().float()
         torch._foreach_mul_(grads, inv.to(grads[0].device))

@@ -202,6 +202,18 @@ def amp_default_route(grads: list[Tensor], grad_scale: Tensor | None, found_inf:
     return _fused._unscale_and_check(grads, grad_scale, found_inf)
 
 
+def amp_scalars(grad_scale: Tensor | None, found_inf: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """GradScaler's ``grad_scale`` and ``found_inf`` as 0-dim tensors (they may come as any 1-element shape)."""
+    out = []
+    for name, t in (("grad_scale", grad_scale), ("found_inf", found_inf)):
+        if t is not None and t.dim() != 0:
+            if t.numel() != 1:
+                raise ValueError(f"{name} must be a 1-element tensor, got shape {tuple(t.shape)}")
+            t = t.reshape(())
+        out.append(t)
+    return out[0], out[1]
+
+
 def _amp_prologue(
     grads: list[Tensor],
     masters: list[Tensor | None] | None,
@@ -213,7 +225,8 @@ def _amp_prologue(
 
     The fused path takes them into its kernel; the others take the scaler's default route here (unscale in place,
     skip on an inf). Master copies are unscaled here too, before the upcast, in the gradients' own dtype, as the
-    scaler's default route does."""
+    scaler's default route does. Both may have any 1-element shape, as for torch's fused optimizers."""
+    grad_scale, found_inf = amp_scalars(grad_scale, found_inf)
     if not fused and (grad_scale is not None or found_inf is not None):
         if amp_default_route(grads, grad_scale, found_inf):
             return True, None, None

@@ -367,6 +367,15 @@ def innaprop(
 # ------------------------------------------------------------------------------------------- the optimizer
 
 
+#: Said once per optimizer when a float16 parameter gets float16 state.
+_FLOAT16_WARNING = (
+    "INNAprop: a float16 parameter keeps its second moment v and its phase in float16 (state_dtype=None): "
+    "(1 - sigma) g^2 underflows to 0 for most gradients and eps = 1e-8 rounds to 0, so a step can divide by zero "
+    "and give inf/NaN. Pass state_dtype=torch.float32 to keep the state (and a master copy of the parameter) in "
+    "float32."
+)
+
+
 class INNAprop(InnaFamilyOptimizer):
     r"""INNAprop (Bolte, Boustany, Pauwels, Purica, 2024): INNA on an RMSprop-scaled gradient, with AdamW's
     decoupled weight decay. The INNA family's AdamW-class member: same state size, same lr and weight decay.
@@ -514,6 +523,8 @@ class INNAprop(InnaFamilyOptimizer):
             else:
                 dtype = self._master(p, state, state_dtype) or p.dtype
             if "phase" not in state:
+                if dtype == torch.float16:
+                    self._warn_once("float16", _FLOAT16_WARNING)
                 # phi_0 = 0 is the official psi_0 = (1 - alpha beta) theta_0
                 state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if fused else "cpu")
                 state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
