@@ -1,0 +1,120 @@
+"""Every script in examples/ runs as a user would run it (``python examples/X.py --smoke``), in a subprocess with a
+timeout, and prints what it promises. A test whose framework is not installed skips locally and fails under
+``CI=true``, where every extra is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def require(*modules: str) -> None:
+    """Skip (locally) or fail (under CI=true) when one of ``modules`` is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    why = f"needs {', '.join(missing)} (pip install -e '.[dev]')"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"{why}: CI installs every extra, so a missing one is an error")
+    pytest.skip(why)
+
+
+def run_example(name: str, *args: str, cwd: Path, timeout: float = 180, env: dict | None = None, ok: bool = True):
+    """Run ``examples/name`` with ``args``; return its completed process (checked to succeed when ``ok``)."""
+    # one thread: the examples' smoke runs are tiny, and two spinning threads on a busy 2-core machine are slower
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if ok:
+        assert proc.returncode == 0, f"{name} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def numbers_after(label: str, text: str) -> list[float]:
+    """The numbers that follow ``label`` on each line of ``text`` (first one per line)."""
+    return [float(m) for m in re.findall(re.escape(label) + r"\s*([-+0-9.eE]+|nan|inf)", text)]
+
+
+# ------------------------------------------------------------------------------------------- cifar_resnet.py
+
+
+def write_cifar10(root: Path, per_batch: int = 30, n_test: int = 64, seed: int = 0) -> Path:
+    """CIFAR-10 in the official python format: cifar-10-batches-py/ with five pickled training batches and
+    ``test_batch``, each a dict of uint8 ``b"data"`` (N, 3072) and a list of ``b"labels"``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = [int(i % 10) for i in range(n)]
+        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    return root
+
+
+@pytest.fixture
+def cifar_dir(tmp_path: Path) -> Path:
+    require("torch")
+    return write_cifar10(tmp_path / "cifar")
+
+
+def test_cifar_resnet_smoke_inna_power_decay(cifar_dir: Path, tmp_path: Path):
+    out = run_example("cifar_resnet.py", "--data-dir", str(cifar_dir), "--smoke", cwd=tmp_path).stdout
+    assert "inna lr=0.1 alpha=0.5 beta=0.1, power schedule" in out
+    assert len(numbers_after("train loss", out)) == 2  # two epochs
+    (acc,) = numbers_after("final: test accuracy", out)
+    assert 0 <= acc <= 100
+
+
+def test_cifar_resnet_innaprop_amp_resumes_bit_exactly(cifar_dir: Path, tmp_path: Path):
+    """Two epochs straight, and one epoch then a rerun of the same command, end on the same bits (model,
+    INNAprop state, schedule); a rerun with other settings is refused before it trains."""
+    import torch
+
+    common = ["--data-dir", str(cifar_dir), "--smoke", "--optimizer", "innaprop", "--schedule", "cosine", "--amp"]
+    straight, split = tmp_path / "straight.pt", tmp_path / "split.pt"
+    run_example("cifar_resnet.py", *common, "--checkpoint", str(straight), cwd=tmp_path)
+    first = run_example("cifar_resnet.py", *common, "--checkpoint", str(split), "--stop-after", "1", cwd=tmp_path)
+    assert "stopped after epoch 1 of 2" in first.stdout
+    second = run_example("cifar_resnet.py", *common, "--checkpoint", str(split), cwd=tmp_path)
+    assert "resumed from" in second.stdout and "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout
+
+    a, b = (torch.load(p, weights_only=True) for p in (straight, split))
+    assert a["epoch"] == b["epoch"] == 2
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for i, state in a["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][i][key]), (i, key)
+    assert a["scheduler"] == b["scheduler"]
+
+    refused = run_example(
+        "cifar_resnet.py", *common, "--checkpoint", str(split), "--lr", "0.01", cwd=tmp_path, ok=False
+    )
+    assert refused.returncode != 0
+    assert "written with lr=0.001, this run has 0.01" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_cifar_resnet_names_the_missing_data(tmp_path: Path):
+    require("torch")
+    proc = run_example("cifar_resnet.py", "--data-dir", str(tmp_path / "nowhere"), "--smoke", cwd=tmp_path, ok=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "cifar-10-python.tar.gz" in proc.stderr and "nowhere" in proc.stderr
