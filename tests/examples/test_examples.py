@@ -118,3 +118,40 @@ def test_cifar_resnet_names_the_missing_data(tmp_path: Path):
     proc = run_example("cifar_resnet.py", "--data-dir", str(tmp_path / "nowhere"), "--smoke", cwd=tmp_path, ok=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "cifar-10-python.tar.gz" in proc.stderr and "nowhere" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- lm_gpt.py
+
+
+def test_lm_gpt_smoke_reports_both_optimizers_below_the_initial_loss(tmp_path: Path):
+    require("torch")
+    out = run_example("lm_gpt.py", "--smoke", cwd=tmp_path).stdout
+    assert "Python's standard library" in out
+    (initial,) = numbers_after("validation before training:", out)
+    adamw, innaprop = numbers_after("AdamW: validation", out) + numbers_after("INNAprop: validation", out)
+    assert all(np.isfinite([initial, adamw, innaprop]))
+    assert adamw < initial and innaprop < initial  # 30 steps learn the character frequencies at least
+    assert f"AdamW {adamw:.3f}, INNAprop {innaprop:.3f}" in out
+
+
+def test_lm_gpt_reads_a_text_file_and_names_a_missing_one(tmp_path: Path):
+    require("torch")
+    text = tmp_path / "poem.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 300, encoding="utf-8")
+    out = run_example("lm_gpt.py", "--smoke", "--text", str(text), cwd=tmp_path).stdout
+    assert f"{text}: 13,200 characters, 28 distinct" in out
+    missing = run_example("lm_gpt.py", "--smoke", "--text", str(tmp_path / "nope.txt"), cwd=tmp_path, ok=False)
+    assert missing.returncode == 2 and "nope.txt: no such file" in missing.stderr
+
+
+# ------------------------------------------------------------------------------------------- flax_mnist1d.py
+
+
+@pytest.mark.parametrize("optimizer", ["innaprop", "inna"])
+def test_flax_mnist1d_smoke_learns(tmp_path: Path, optimizer: str):
+    require("jax", "flax", "optax", "mnist1d")
+    out = run_example("flax_mnist1d.py", "--smoke", "--optimizer", optimizer, cwd=tmp_path).stdout
+    first, last = numbers_after("train loss", out)
+    assert last < first < 2.5  # ln 10 = 2.30 is chance
+    (acc,) = numbers_after("final: test accuracy", out)
+    assert acc > 20 and "after 50 steps" in out  # chance is 10 %
