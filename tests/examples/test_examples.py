@@ -30,9 +30,11 @@ def require(*modules: str) -> None:
 
 
 def run_example(name: str, *args: str, cwd: Path, timeout: float = 180, env: dict | None = None, ok: bool = True):
-    """Run ``examples/name`` with ``args``; return its completed process (checked to succeed when ``ok``)."""
+    """Run ``examples/name`` with ``args`` and ``env`` (a None value unsets the variable); return the completed
+    process, checked to have succeeded when ``ok``."""
     # one thread: the examples' smoke runs are tiny, and two spinning threads on a busy 2-core machine are slower
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {key: value for key, value in full_env.items() if value is not None}
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         cwd=cwd,
@@ -155,3 +157,29 @@ def test_flax_mnist1d_smoke_learns(tmp_path: Path, optimizer: str):
     assert last < first < 2.5  # ln 10 = 2.30 is chance
     (acc,) = numbers_after("final: test accuracy", out)
     assert acc > 20 and "after 50 steps" in out  # chance is 10 %
+
+
+# ------------------------------------------------------------------------------------------- keras_digits.py
+
+
+def test_keras_digits_smoke_on_jax_saves_and_reloads(tmp_path: Path):
+    require("keras", "jax", "sklearn")
+    saved = tmp_path / "out" / "digits.keras"
+    out = run_example("keras_digits.py", "--smoke", "--backend", "jax", "--save", str(saved), cwd=tmp_path).stdout
+    assert "on jax: INNA, digits" in out
+    (acc,) = numbers_after("final: test accuracy", out)
+    assert acc > 50  # two epochs of the digits MLP; chance is 10 %
+    assert saved.is_file() and "reloaded: INNA after 86 steps, same weights and optimizer state: True" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("keras_backend", "optimizer", "backend"), [("torch", "innaprop", "torch"),
+                                                                       (None, "inna", "tensorflow")])  # fmt: skip
+def test_keras_digits_honours_keras_backend(tmp_path: Path, keras_backend: str | None, optimizer: str, backend: str):
+    """Without --backend, KERAS_BACKEND decides, and without it Keras's default (TensorFlow)."""
+    require("keras", backend, "sklearn")
+    env = {"KERAS_BACKEND": keras_backend}
+    out = run_example("keras_digits.py", "--smoke", "--optimizer", optimizer, cwd=tmp_path, env=env).stdout
+    assert f"on {backend}: {'INNAprop' if optimizer == 'innaprop' else 'INNA'}, digits" in out
+    (acc,) = numbers_after("final: test accuracy", out)
+    assert acc > 50
