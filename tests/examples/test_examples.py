@@ -183,3 +183,18 @@ def test_keras_digits_honours_keras_backend(tmp_path: Path, keras_backend: str |
     assert f"on {backend}: {'INNAprop' if optimizer == 'innaprop' else 'INNA'}, digits" in out
     (acc,) = numbers_after("final: test accuracy", out)
     assert acc > 50
+
+
+# ------------------------------------------------------------------------------------------- hf_trainer.py
+
+
+def test_hf_trainer_smoke_trains_with_innaprop_and_its_scheduler(tmp_path: Path):
+    require("torch", "transformers", "accelerate")
+    out = run_example("hf_trainer.py", "--smoke", "--output-dir", str(tmp_path / "hf"), cwd=tmp_path).stdout
+    (after,) = numbers_after("final: held-out loss", out)
+    (before,) = numbers_after("(before training:", out)
+    assert after < before <= 8.5  # 8 bits/byte is a uniform guess over bytes
+    assert "after 20 steps" in out
+    lrs = [float(v) for v in re.findall(r"'learning_rate': '?([0-9.e+-]+)", out)]
+    assert len(lrs) == 5 and lrs == sorted(lrs, reverse=True)  # the Trainer stepped our cosine schedule
+    assert "INNAprop's lr is now 0" in out  # ... on our optimizer, down to 0 at the last step
