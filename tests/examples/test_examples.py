@@ -53,6 +53,18 @@ def numbers_after(label: str, text: str) -> list[float]:
     return [float(m) for m in re.findall(re.escape(label) + r"\s*([-+0-9.eE]+|nan|inf)", text)]
 
 
+# ------------------------------------------------------------------------------------------- compare.py
+
+
+def test_compare_smoke_prints_the_table(tmp_path: Path):
+    require("torch", "sklearn")
+    out = run_example("compare.py", "--smoke", cwd=tmp_path).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "optimizer" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["INNA (0.5, 0.1)", "INNA (0.5, 0.5), q=1/4", "SGD", "Adam"]
+    losses = [float(row.split("|")[3]) for row in rows]
+    assert all(0 < loss < 2.31 for loss in losses)  # below ln 10, a uniform guess, after one epoch
+
+
 # ------------------------------------------------------------------------------------------- cifar_resnet.py
 
 
