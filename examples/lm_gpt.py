@@ -152,6 +152,8 @@ def main() -> None:
     if args.smoke:
         args.steps, args.warmup, args.batch_size, args.context = 30, 5, 16, 32
         args.dim, args.layers, args.heads = 32, 2, 2
+    if min(args.steps, args.batch_size, args.context, args.dim, args.layers, args.heads) < 1 or args.warmup < 0:
+        p.error("--steps, --batch-size, --context, --dim, --layers and --heads must be at least 1, --warmup at least 0")
     if args.dim % args.heads:
         p.error(f"--dim {args.dim} must be a multiple of --heads {args.heads}")
 
