@@ -1,6 +1,7 @@
 """Every script in examples/ runs as a user would run it (``python examples/X.py --smoke``), in a subprocess with a
 timeout, and prints what it promises. A test whose framework is not installed skips locally and fails under
-``CI=true``, where every extra is installed."""
+``CI=true``, where every extra is installed. One --smoke run per example is a fast test (together about a minute
+of CPU time); the other options and the checkpoint round trip are ``slow``."""
 
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def test_cifar_resnet_smoke_inna_power_decay(cifar_dir: Path, tmp_path: Path):
     assert 0 <= acc <= 100
 
 
+@pytest.mark.slow
 def test_cifar_resnet_innaprop_amp_resumes_bit_exactly(cifar_dir: Path, tmp_path: Path):
     """Two epochs straight, and one epoch then a rerun of the same command, end on the same bits (model,
     INNAprop state, schedule); a rerun with other settings is refused before it trains."""
@@ -148,6 +150,7 @@ def test_lm_gpt_smoke_reports_both_optimizers_below_the_initial_loss(tmp_path: P
     assert f"AdamW {adamw:.3f}, INNAprop {innaprop:.3f}" in out
 
 
+@pytest.mark.slow
 def test_lm_gpt_reads_a_text_file_and_names_a_missing_one(tmp_path: Path):
     require("torch")
     text = tmp_path / "poem.txt"
@@ -161,7 +164,7 @@ def test_lm_gpt_reads_a_text_file_and_names_a_missing_one(tmp_path: Path):
 # ------------------------------------------------------------------------------------------- flax_mnist1d.py
 
 
-@pytest.mark.parametrize("optimizer", ["innaprop", "inna"])
+@pytest.mark.parametrize("optimizer", ["innaprop", pytest.param("inna", marks=pytest.mark.slow)])
 def test_flax_mnist1d_smoke_learns(tmp_path: Path, optimizer: str):
     require("jax", "flax", "optax", "mnist1d")
     out = run_example("flax_mnist1d.py", "--smoke", "--optimizer", optimizer, cwd=tmp_path).stdout
