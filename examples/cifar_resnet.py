@@ -111,8 +111,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast) -> tu
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="folder with the CIFAR python batches or their .tar.gz")
-    p.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
-    p.add_argument("--optimizer", choices=list(DEFAULTS), default="inna")
+    p.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10", help="(default: %(default)s)")
+    p.add_argument("--optimizer", choices=list(DEFAULTS), default="inna", help="(default: %(default)s)")
     p.add_argument(
         "--schedule",
         choices=["power", "cosine"],
@@ -123,14 +123,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--alpha", type=float, help="friction alpha (default: 0.5 for INNA, 2 for INNAprop)")
     p.add_argument("--beta", type=float, help="Newtonian damping beta (default: 0.1 for INNA, 2 for INNAprop)")
     p.add_argument("--weight-decay", type=float, help="default: 0 for INNA, 0.01 (decoupled) for INNAprop")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--width", type=int, default=64, help="channels of the first stage (64: the real ResNet-18)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs in all (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
+    p.add_argument(
+        "--width", type=int, default=64, help="channels of the first stage (default: %(default)s, the real ResNet-18)"
+    )
     p.add_argument("--amp", action="store_true", help="autocast: bfloat16 on CPU, float16 + GradScaler on CUDA")
     p.add_argument("--checkpoint", type=Path, help="save here after every epoch; resume from it if it exists")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this run (rerun to go on)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="(default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few seconds: width 8, 128 images, at most 2 epochs")
     args = p.parse_args()
     lr, alpha, beta, wd, schedule = DEFAULTS[args.optimizer]

@@ -79,10 +79,10 @@ def evaluate(model: CNN1D, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.A
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--optimizer", choices=["innaprop", "inna"], default="innaprop")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizer", choices=["innaprop", "inna"], default="innaprop", help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=40, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few seconds: 1,000 signals, 2 epochs")
     args = p.parse_args()
     num_samples = 5000

@@ -35,15 +35,19 @@ def byte_windows(data: bytes, context: int) -> list[dict[str, torch.Tensor]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", type=Path, help="a text file (default: the source of Python's argparse and inspect)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--context", type=int, default=128, help="bytes per training window")
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--output-dir", default="runs/hf-trainer", help="the Trainer's output directory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak lr (default: %(default)s)")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.1, help="on weight matrices and embeddings (default: %(default)s)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--context", type=int, default=128, help="bytes per training window (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=4, help="transformer blocks (default: %(default)s)")
+    p.add_argument("--dim", type=int, default=128, help="model width (default: %(default)s)")
+    p.add_argument(
+        "--output-dir", default="runs/hf-trainer", help="the Trainer's output directory (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few seconds: a tiny model, 20 steps, 20 kB of text")
     args = p.parse_args()
     if args.text is not None and not args.text.is_file():

@@ -24,11 +24,11 @@ from sklearn.model_selection import train_test_split
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=["tensorflow", "jax", "torch"], help="sets KERAS_BACKEND")
-    p.add_argument("--optimizer", choices=["inna", "innaprop"], default="inna")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", choices=["inna", "innaprop"], default="inna", help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=15, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
     p.add_argument("--save", metavar="PATH.keras", help="save the trained model (optimizer included), then reload it")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few seconds: 2 epochs")
     args = p.parse_args()
     if args.smoke:

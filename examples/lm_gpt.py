@@ -132,19 +132,25 @@ def train(name: str, model: nn.Module, opt: torch.optim.Optimizer, train_ids: to
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", type=Path, help="a UTF-8 text file (default: Python standard-library source)")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps, for each optimizer")
-    p.add_argument("--warmup", type=int, default=100, help="steps of linear lr warmup")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak lr of both optimizers")
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--alpha", type=float, default=1.0, help="INNAprop's alpha (its presets: 0.1, 1, 2)")
-    p.add_argument("--beta", type=float, default=1.0, help="INNAprop's beta (its presets: 0.9, 1, 2)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--context", type=int, default=128, help="characters the model sees at once")
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps, for each optimizer (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=100, help="steps of linear lr warmup (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak lr of both optimizers (default: %(default)s)")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.1, help="on weight matrices and embeddings (default: %(default)s)"
+    )
+    p.add_argument(
+        "--alpha", type=float, default=1.0, help="INNAprop's alpha (default: %(default)s; its presets: 0.1, 1, 2)"
+    )
+    p.add_argument(
+        "--beta", type=float, default=1.0, help="INNAprop's beta (default: %(default)s; its presets: 0.9, 1, 2)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    p.add_argument("--context", type=int, default=128, help="characters the model sees at once (default: %(default)s)")
+    p.add_argument("--dim", type=int, default=128, help="model width (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=4, help="transformer blocks (default: %(default)s)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and batches (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="(default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few seconds: a tiny model, 30 steps, 40,000 characters")
     args = p.parse_args()
     if args.text is not None and not args.text.is_file():

@@ -213,3 +213,16 @@ def test_hf_trainer_smoke_trains_with_innaprop_and_its_scheduler(tmp_path: Path)
     lrs = [float(v) for v in re.findall(r"'learning_rate': '?([0-9.e+-]+)", out)]
     assert len(lrs) == 5 and lrs == sorted(lrs, reverse=True)  # the Trainer stepped our cosine schedule
     assert "INNAprop's lr is now 0" in out  # ... on our optimizer, down to 0 at the last step
+
+
+# ------------------------------------------------------------------------------------------- the helper itself
+
+
+def test_require_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs no_such_framework_xyz"):
+        require("no_such_framework_xyz")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI installs every extra"):
+        require("no_such_framework_xyz")
+    require("numpy")  # present: neither
