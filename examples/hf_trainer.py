@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--context", type=int, default=128, help="bytes per training window (default: %(default)s)")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks (default: %(default)s)")
     p.add_argument("--dim", type=int, default=128, help="model width (default: %(default)s)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default: %(default)s)")
     p.add_argument(
         "--output-dir", default="runs/hf-trainer", help="the Trainer's output directory (default: %(default)s)"
     )
@@ -53,12 +54,19 @@ def main() -> None:
     if args.text is not None and not args.text.is_file():
         p.error(f"--text {args.text}: no such file")
     if args.smoke:
-        args.steps, args.batch_size, args.context, args.layers, args.dim = 20, 8, 32, 2, 32
+        args.steps, args.batch_size, args.context, args.layers, args.dim, args.heads = 20, 8, 32, 2, 32, 2
+    if min(args.steps, args.batch_size, args.context, args.layers, args.dim, args.heads) < 1:
+        p.error("--steps, --batch-size, --context, --layers, --dim and --heads must be at least 1")
+    if args.dim % args.heads:
+        p.error(f"--dim {args.dim} must be a multiple of --heads {args.heads}")
 
     if args.text is None:
         data = "\n".join(inspect.getsource(importlib.import_module(m)) for m in ("argparse", "inspect")).encode()
     else:
-        data = args.text.read_bytes()
+        try:
+            data = args.text.read_bytes()
+        except OSError as err:
+            raise SystemExit(f"error: --text {args.text}: {err}") from None
     if args.smoke:
         data = data[:20_000]
     split = int(0.9 * len(data))
@@ -71,14 +79,14 @@ def main() -> None:
         n_positions=args.context,
         n_embd=args.dim,
         n_layer=args.layers,
-        n_head=max(1, args.dim // 32),
+        n_head=args.heads,
         bos_token_id=0,
         eos_token_id=0,
     )
     torch.manual_seed(args.seed)
     model = GPT2LMHeadModel(config)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, LayerNorm
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # weight matrices and embeddings
+    no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
     optimizer = inna.INNAprop(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr,
