@@ -19,7 +19,8 @@ def power_decay(init_value: float, power: float = 0.5, *, scale: float = 1.0) ->
     the JAX twin of :class:`inna.PowerDecayLR` (same values at the same step). INNA's convergence theory needs only
     :math:`\sum_k\gamma_k = \infty` and :math:`\gamma_k = o(1/\log k)`, true for every :math:`q \in (0, 1]`;
     ``power=0`` is a constant. ``scale`` stretches the clock (``1/steps_per_epoch`` decays per epoch, smoothly).
-    The factor is :func:`inna.formulas.power_decay_factor`. Not :func:`optax.polynomial_schedule`, which is :math:`(\gamma_0 - \gamma_T)(1 - k/T)^p + \gamma_T`.
+    The factor is :func:`inna.formulas.power_decay_factor`. Not :func:`optax.polynomial_schedule`, which is
+    :math:`(\gamma_0 - \gamma_T)(1 - k/T)^p + \gamma_T`.
 
     Args:
         init_value: :math:`\gamma_0 \ge 0`.
