@@ -433,7 +433,7 @@ def _lr_dtypes():
             yield pytest.param(info, dtype, id=name, marks=_ROUNDS_ABOVE_BETA if rounds_above else ())
 
 
-@pytest.mark.parametrize("info, dtype", _lr_dtypes())
+@pytest.mark.parametrize("info, dtype", list(_lr_dtypes()))
 def test_documented_defaults_never_warn_whatever_the_dtype_of_a_tensor_lr(info, dtype):
     """The documented hyperparameters with the lr held as a Tensor of any float dtype keep the stability rule, and a
     real violation in that dtype still warns."""
