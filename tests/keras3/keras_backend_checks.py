@@ -110,6 +110,7 @@ CASES = {
         decoupled_weight_decay=False,
     ),
     "INNAprop": lambda: INNAprop(learning_rate=0.01),
+    "INNAprop-sigma0": lambda: INNAprop(learning_rate=0.01, sigma=0.0),  # RMSprop without memory: no correction
     "INNAprop-wd-cosine-warmup": lambda: INNAprop(
         learning_rate=keras.optimizers.schedules.CosineDecay(
             0.002, decay_steps=25, warmup_target=0.03, warmup_steps=5

@@ -376,10 +376,8 @@ class INNAprop(_InertialNewton):
         :math:`(-\mathrm{expm1}(t\ln\sigma))^{-1/2}`, with :math:`\ln\sigma` taken in double precision, keeps full
         relative accuracy in float32 (the float32 rounding of :math:`\sigma = 0.999` alone would move
         :math:`1 - \sigma` by 1.3e-5 relative)."""
-        if self.sigma == 0.0:
-            return ops.ones((), dtype)
         t = ops.cast(ops.add(self._step_count(), 1), dtype)
-        return rms_bias_correction(self.sigma, t, expm1=ops.expm1)
+        return rms_bias_correction(self.sigma, t, expm1=ops.expm1)  # 1 at sigma = 0
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         """One INNAprop step on ``variable`` (official semantics, phase form; see the class docstring)."""
