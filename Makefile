@@ -1,6 +1,7 @@
 # Two entry points, both doing their own set-up on a fresh machine:
 #   make test   - create .venv (first use), install the pinned frameworks + the package, lint, run the whole suite,
-#                 then run the JAX tests again in a venv without torch (.venv-jax), proving inna.optax needs no torch
+#                 then run the JAX tests again in a venv without torch (.venv-jax), proving inna.optax needs no torch,
+#                 then build the documentation site with `mkdocs build --strict` (make docs)
 #   make bench  - same set-up, then run the main job
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ JAX_STAMP := $(JAX_VENV)/.installed-stamp
 PIP_FLAGS := --quiet --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: test test-main test-jax-only bench lint clean
+.PHONY: test test-main test-jax-only docs bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +25,8 @@ $(JAX_STAMP): pyproject.toml constraints.txt
 	touch $(JAX_STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples docs/hooks
+	$(PY) -m ruff format --check src tests benchmarks examples docs/hooks
 
 test-main: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -36,10 +37,15 @@ test-jax-only: $(JAX_STAMP)
 		|| { echo "torch is installed in $(JAX_VENV): the JAX-only check is void"; exit 1; }
 	$(JAX_VENV)/bin/python -m pytest -m "not needs_torch" tests/test_formulas.py tests/jax_optax $(PYTEST_ARGS)
 
-test: test-main test-jax-only
+# The site (mkdocs.yml): every page, the API reference from the docstrings, a broken link or reference fails it.
+# KaTeX comes from Debian's libjs-katex (or npm's katex): docs/hooks/katex.py says how to install it when missing.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+test: test-main test-jax-only docs
 
 bench: $(STAMP)
 	$(VENV)/bin/inna bench
 
 clean:
-	rm -rf $(VENV) $(JAX_VENV) build dist src/*.egg-info .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) $(JAX_VENV) build dist site src/*.egg-info .pytest_cache .hypothesis .ruff_cache
