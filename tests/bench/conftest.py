@@ -17,3 +17,6 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     torch.set_num_threads(1)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+from engines import long_reference, short_reference  # noqa: E402, F401 (fixtures of the executor tests)

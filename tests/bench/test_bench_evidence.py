@@ -15,8 +15,9 @@ from inna.bench import execution as E
 from inna.bench import report as REP
 from inna.bench import training as T
 from inna.bench.optimizers import INNA_FAMILIES, OPTIMIZERS, OptimizerSpec, inna_spec
-from inna.bench.protocol import SUITES, Suite, Task, run_suite
+from inna.bench.protocol import run_suite
 from inna.bench.records import read_records
+from inna.bench.suites import SUITES, Suite, Task
 from inna.cli import build_parser, main
 
 TASK = Task("digits-mlp", "digits", "mlp", epochs=2, tune_epochs=1, train_subset=200, test_subset=50)
@@ -89,21 +90,24 @@ def test_grid_extends_past_either_edge_until_interior_or_the_bound(
     assert calls == [] and (tmp_path / "results.jsonl").read_bytes() == before
 
 
-def test_extension_probes_run_in_rounds_across_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[Any] = []
-    batches: list[list[str]] = []
-    real = E.execute_runs
-    monkeypatch.setattr(E, "train_run", fake_train_run(calls))
+def test_each_pair_goes_on_without_waiting_for_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protocol's events: a pair's next probe, and its full runs, start as soon as its own runs finish."""
+    batches: list[list[tuple[str, str]]] = []
+    real = E.LocalExecutor.submit
+    monkeypatch.setattr(E, "train_run", fake_train_run([]))
 
-    def spy(configs: list[Any], *args: Any, **kw: Any) -> Any:
-        batches.append(sorted({c.optimizer.name for c in configs if c.epochs == TASK.tune_epochs}))
-        return real(configs, *args, **kw)
+    def spy(self: Any, configs: list[Any]) -> None:
+        batches.append([(c.optimizer.name, "tune" if c.epochs == TASK.tune_epochs else "full") for c in configs])
+        real(self, configs)
 
-    monkeypatch.setattr("inna.bench.protocol.execute_runs", spy)
-    suite = Suite("ext", "rounds", (TASK,), (_spec("LOW"), _spec("HIGH")), seeds=1)
+    monkeypatch.setattr(E.LocalExecutor, "submit", spy)
+    suite = Suite("ext", "events", (TASK,), (_spec("LOW"), _spec("HIGH")), seeds=1)
     run_suite(suite, tmp_path, progress=False, log=quiet)
-    # initial grids, then LOW and HIGH's first probes together, then LOW's and HIGH's second, then LOW's third
-    assert batches[:4] == [["HIGH", "LOW"], ["HIGH", "LOW"], ["HIGH", "LOW"], ["LOW"]]
+    # both initial grids at once; then one run at a time (this process trains them in turn): LOW's probes 0.01,
+    # 0.003, 0.001 and HIGH's 10, 30 interleave, and HIGH's full run starts before LOW's last probe has finished
+    assert sorted(batches[0]) == sorted([("LOW", "tune")] * 5 + [("HIGH", "tune")] * 5)
+    assert batches[1:] == [[("LOW", "tune")], [("HIGH", "tune")], [("LOW", "tune")], [("HIGH", "tune")],
+                           [("LOW", "tune")], [("HIGH", "full")], [("LOW", "full")]]  # fmt: skip
 
 
 def test_paired_verdicts_in_the_report_match_a_hand_computation(

@@ -16,7 +16,7 @@ from inna.bench.config import RunConfig
 from inna.bench.data import load_dataset
 from inna.bench.models import build_model, count_parameters
 from inna.bench.optimizers import OPTIMIZERS, WarmupCosine, build_optimizer, parse_optimizer
-from inna.bench.protocol import SUITES, suite_with_text
+from inna.bench.suites import SUITES, suite_with_text
 from inna.bench.training import clear_data_cache, train_run
 from inna.cli import main
 

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from inna.bench import checkpoints as C
-from inna.bench import runner as R
 from inna.bench import training as T
+from inna.bench.execution import execute_runs
 from inna.bench.optimizers import build_optimizer, parse_optimizer
-from inna.bench.protocol import Suite, Task, run_suite, select_lr
+from inna.bench.protocol import run_suite, select_lr
+from inna.bench.records import ResultsStore, read_records
 from inna.bench.report import write_report
+from inna.bench.suites import Suite, Task
 
 TINY = Task("digits-mlp", "digits", "mlp", epochs=2, tune_epochs=1, train_subset=300, test_subset=100)
 
@@ -23,7 +25,7 @@ def tiny_suite(optimizers: tuple[str, ...] = ("inna:grid=0.3,1", "adam:grid=0.00
 
 
 def epoch_keys(path: Path) -> list[tuple[str, int]]:
-    return [(r["run_id"], r["epoch"]) for r in R.read_records(path) if r["type"] == "epoch"]
+    return [(r["run_id"], r["epoch"]) for r in read_records(path) if r["type"] == "epoch"]
 
 
 def suite_line(name: str) -> str:
@@ -34,13 +36,13 @@ def suite_line(name: str) -> str:
 def test_reader_ignores_torn_last_line_and_store_repairs_it(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text(suite_line("a") + "\n" + suite_line("b")[:30])
-    assert [r["name"] for r in R.read_records(path)] == ["a"]
-    store = R.ResultsStore(path)  # cuts the torn line
+    assert [r["name"] for r in read_records(path)] == ["a"]
+    store = ResultsStore(path)  # cuts the torn line
     store.append({**json.loads(suite_line("c")), "extra": float("nan")})
     assert path.read_text().splitlines() == [suite_line("a"), suite_line("c")[:-1] + ', "extra": null}']
     path.write_text(suite_line("a") + "\nnot json\n" + suite_line("b") + "\n")
     with pytest.raises(ValueError, match="line 2"):
-        R.read_records(path)  # corruption in the middle is not silently skipped
+        read_records(path)  # corruption in the middle is not silently skipped
 
 
 def test_end_to_end_jsonl_report_and_figures(tmp_path: Path) -> None:
@@ -66,7 +68,7 @@ def test_end_to_end_jsonl_report_and_figures(tmp_path: Path) -> None:
 
 def test_same_initial_weights_for_every_optimizer(tmp_path: Path) -> None:
     run_suite(tiny_suite(seeds=1), tmp_path, progress=False)
-    first = [r for r in R.read_records(tmp_path / "results.jsonl") if r["type"] == "epoch" and r["epoch"] == 0]
+    first = [r for r in read_records(tmp_path / "results.jsonl") if r["type"] == "epoch" and r["epoch"] == 0]
     assert len({round(r["train_loss"], 10) for r in first}) == 1  # all runs (seed 0) start at the same loss
 
 
@@ -116,9 +118,9 @@ def test_resume_after_interruption_redoes_nothing(tmp_path: Path, monkeypatch: p
     assert trained["epochs"] == 2 * (len(after) - len(before))  # train + test evaluation per new epoch only
     assert not list((out / "checkpoints").glob("*.pt"))
     # the resumed runs give exactly the uninterrupted numbers (seeded per epoch, state restored)
-    ref = {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(reference / "results.jsonl")
+    ref = {(r["run_id"], r["epoch"]): r["train_loss"] for r in read_records(reference / "results.jsonl")
            if r["type"] == "epoch"}  # fmt: skip
-    got = {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(out / "results.jsonl")
+    got = {(r["run_id"], r["epoch"]): r["train_loss"] for r in read_records(out / "results.jsonl")
            if r["type"] == "epoch"}  # fmt: skip
     assert got == pytest.approx(ref, rel=1e-6)
     # a third invocation has nothing left to do
@@ -131,7 +133,7 @@ def test_divergence_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
     logs: list[str] = []
     suite = tiny_suite(("sgd:grid=1e30", "inna:grid=0.3"), seeds=2)
     run_suite(suite, tmp_path / "a", progress=False, log=logs.append)
-    records = R.read_records(tmp_path / "a" / "results.jsonl")
+    records = read_records(tmp_path / "a" / "results.jsonl")
     sel = {r["optimizer"]: r for r in records if r["type"] == "selection"}
     assert sel["SGD"]["lr"] is None and sel["SGD"]["losses"] == {"1e+30": None}
     assert any("every γ₀ diverged" in m for m in logs)
@@ -140,7 +142,7 @@ def test_divergence_is_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
     assert len(inna_ends) == 2 + 1 - 0 and all(r["status"] == "completed" for r in inna_ends)  # tune + 2 seeds
     # a fixed, diverging γ₀ for the full runs: recorded as diverged, the other optimizer still completes
     run_suite(suite, tmp_path / "b", progress=False, fixed_lrs={"sgd:grid=1e30": 1e30})
-    records = R.read_records(tmp_path / "b" / "results.jsonl")
+    records = read_records(tmp_path / "b" / "results.jsonl")
     sgd_ends = [r for r in records if r["type"] == "run_end" and r["optimizer"] == "SGD"]
     assert len(sgd_ends) == 2 and all(r["status"] == "diverged" for r in sgd_ends)
     assert all(r["epochs"] == 1 for r in sgd_ends)  # stopped in the first epoch
@@ -202,7 +204,7 @@ def test_optimizer_spec_errors_name_the_parameter(tmp_path: Path) -> None:
     assert spec.options["alpha"] == 0.3 and spec.power == 0 and spec.grid == (0.1, 1.0)
     assert spec.name == "INNA(0.3,0.2,q=0)"
     with pytest.raises(ValueError, match="workers"):
-        R.execute_runs([], R.ResultsStore(tmp_path / "r.jsonl"), tmp_path, workers=0)
+        execute_runs([], ResultsStore(tmp_path / "r.jsonl"), tmp_path, workers=0)
 
 
 @pytest.mark.slow
@@ -212,7 +214,7 @@ def test_parallel_workers_give_the_same_results(tmp_path: Path) -> None:
     run_suite(suite, tmp_path / "parallel", progress=False, workers=2)
 
     def losses(p: Path) -> dict[tuple[str, int], float]:
-        return {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(p / "results.jsonl")
+        return {(r["run_id"], r["epoch"]): r["train_loss"] for r in read_records(p / "results.jsonl")
                 if r["type"] == "epoch"}  # fmt: skip
 
     assert losses(tmp_path / "parallel") == pytest.approx(losses(tmp_path / "serial"), rel=1e-5)
@@ -223,9 +225,9 @@ def test_widening_the_grid_reuses_runs_and_updates_the_selection(tmp_path: Path)
 
     narrow = replace(tiny_suite(("inna:grid=0.1,0.3,1",), seeds=1), grid_points=1)
     run_suite(narrow, tmp_path, progress=False)
-    ends_before = sum(r["type"] == "run_end" for r in R.read_records(tmp_path / "results.jsonl"))
+    ends_before = sum(r["type"] == "run_end" for r in read_records(tmp_path / "results.jsonl"))
     wide = run_suite(replace(narrow, grid_points=None), tmp_path, progress=False)
-    records = R.read_records(tmp_path / "results.jsonl")
+    records = read_records(tmp_path / "results.jsonl")
     # only the two new γ₀ values were trained (plus a full run if the selection moved)
     assert sum(r["type"] == "run_end" for r in records) - ends_before in (2, 3)
     latest = [r for r in records if r["type"] == "selection"][-1]
@@ -243,8 +245,8 @@ def test_resume_when_a_checkpoint_is_ahead_of_the_results(tmp_path: Path, monkey
     (out / "results.jsonl").write_text("\n".join(lines[:last] + lines[last + 1 :]) + "\n")  # the lost record
 
     run_suite(tiny_suite(), out, progress=False)
-    ref = {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(reference / "results.jsonl")
+    ref = {(r["run_id"], r["epoch"]): r["train_loss"] for r in read_records(reference / "results.jsonl")
            if r["type"] == "epoch"}  # fmt: skip
-    got = {(r["run_id"], r["epoch"]): r["train_loss"] for r in R.read_records(out / "results.jsonl")
+    got = {(r["run_id"], r["epoch"]): r["train_loss"] for r in read_records(out / "results.jsonl")
            if r["type"] == "epoch"}  # fmt: skip
     assert got == pytest.approx(ref, rel=1e-6)

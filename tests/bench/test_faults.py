@@ -232,7 +232,7 @@ def test_checkpoint_that_does_not_fit_the_model_is_set_aside(tmp_path: Path) -> 
     cfg = RunConfig("t", "digits", "mlp", 1.0, parse_optimizer("sgd"), 0.1, 0, 1, 32, 64, 32)
     ckpt = C.checkpoint_path(tmp_path, cfg.run_id)
     C.atomic_save({"model": {"bogus": torch.zeros(1)}, "optimizer": {}, "scheduler": None, "epoch": 1,
-                   "steps": 2, "wall_time": 0.0}, ckpt)  # fmt: skip
+                   "steps": 2, "wall_time": 0.0, "records": []}, ckpt)  # fmt: skip
     logs: list[str] = []
     records: list[dict] = []
     end = T.train_run(cfg, records.append, tmp_path, logs.append)

@@ -6,7 +6,8 @@ Modules, one concept each (imports run downwards in this list, never upwards):
 * :mod:`~inna.bench.records`: the results file: record schema, store (append, torn-tail fix, repair), queries;
   no torch, so reading results is cheap;
 * :mod:`~inna.bench.rundir`: a results directory: created writable, one writer at a time (a lock);
-* :mod:`~inna.bench.data` (offline and user-provided data sets, every file checked),
+* :mod:`~inna.bench.data` (offline and user-provided data sets: the file formats, the sources, the registry;
+  every file checked, nothing read runs code),
   :mod:`~inna.bench.models` (the paper's Network in Network, VGG-11, ResNet-18, small CPU networks),
   :mod:`~inna.bench.optimizers` (the compared optimizers, their schedules and γ₀ grids; specs checked when
   parsed);
@@ -14,11 +15,11 @@ Modules, one concept each (imports run downwards in this list, never upwards):
 * :mod:`~inna.bench.checkpoints`: checkpoints of unfinished runs (atomic, damaged ones set aside);
 * :mod:`~inna.bench.training`: one run, and the determinism contract;
 * :mod:`~inna.bench.execution`: many runs, in this process or in workers that never outlive it;
-* :mod:`~inna.bench.protocol`: tasks, suites, γ₀ selection on the training loss, :func:`run_suite`;
+* :mod:`~inna.bench.suites`: tasks, suites and the registry of named suites;
+* :mod:`~inna.bench.protocol`: γ₀ selection on the training loss, then the full runs (:func:`run_suite`);
 * :mod:`~inna.bench.report` (markdown + figures) and :mod:`~inna.bench.sweep` ((α, β, q) sensitivity), which
   read results through :mod:`~inna.bench.records` only;
-* :mod:`~inna.bench.cli`: ``inna bench``, ``inna report``, ``inna sweep``;
-* :mod:`~inna.bench.runner`: the former home of config, store, training and execution, kept as re-exports.
+* :mod:`~inna.bench.cli`: ``inna bench``, ``inna report``, ``inna sweep``.
 
 Needs the ``bench`` extra: ``pip install 'inna[bench]'``.
 """
@@ -32,14 +33,15 @@ from typing import Any
 #: (``inna.bench.records``, ``inna.bench.report``) never imports torch or the training code.
 _EXPORTS = {
     "RunConfig": "config",
-    "Dataset": "data", "DatasetNotFoundError": "data", "load_dataset": "data",
-    "BenchError": "errors", "DatasetFileError": "errors", "OutputDirError": "errors", "ResultsBusyError": "errors",
-    "ResultsFileError": "errors",
+    "Dataset": "data", "load_dataset": "data",
+    "BenchError": "errors", "DatasetFileError": "errors", "DatasetNotFoundError": "errors",
+    "OutputDirError": "errors", "ResultsBusyError": "errors", "ResultsFileError": "errors",
     "execute_runs": "execution",
     "NiN": "models", "build_model": "models", "count_parameters": "models",
     "OPTIMIZERS": "optimizers", "OptimizerSpec": "optimizers", "build_optimizer": "optimizers",
     "parse_optimizer": "optimizers",
-    "SUITES": "protocol", "Suite": "protocol", "Task": "protocol", "run_suite": "protocol", "select_lr": "protocol",
+    "run_suite": "protocol", "select_lr": "protocol",
+    "SUITES": "suites", "Suite": "suites", "Task": "suites",
     "RecordType": "records", "ResultsStore": "records", "RunStatus": "records", "read_records": "records",
     "repair_results": "records",
     "write_report": "report",

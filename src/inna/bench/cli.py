@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .cli_types import _fixed_lr, _floats, _nonnegative_int, _positive_float, _positive_int
+
 __all__ = ["register"]
 
 
@@ -20,7 +22,7 @@ def _vocabulary() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[
         from .data import DATASETS
         from .models import MODELS
         from .optimizers import OPTIMIZERS
-        from .protocol import SUITES
+        from .suites import SUITES
     except ModuleNotFoundError as err:
         if err.name is not None and err.name.split(".")[0] == "torch":
             return None
@@ -59,50 +61,6 @@ def suite_help() -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {v}")
-    return v
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _fixed_lr(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected OPTIMIZER=GAMMA0, got {text!r}")
-    return name, _positive_float(value)
 
 
 def _default_workers() -> int:
@@ -240,6 +198,9 @@ def register(subparsers: Any) -> None:
         help="skip gamma0 selection for OPT and use GAMMA0 (repeatable)",
     )
     _add_common(p, _BENCH_OUT_HELP)
+    from .cli_executors import add_executor_options
+
+    add_executor_options(p)
     p.set_defaults(func=_bench)
 
     r = subparsers.add_parser(
@@ -335,41 +296,68 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (BenchError, ValueError, OSError, WorkerError)
 
 
+def _bench_suite(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
+    """The suite the options ask for (the registry's, with the overrides), and its data sets."""
+    from .suites import SUITES, suite_with_overrides, suite_with_text
+
+    base = SUITES[args.suite]
+    datasets = args.dataset or base.default_datasets()
+    suite = suite_with_overrides(
+        base, datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
+        tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
+        test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
+        max_extensions=args.grid_extensions,
+    )  # fmt: skip
+    if args.text:  # the LM task reads the user's text (--text FILE)
+        suite = suite_with_text(suite, args.text)
+    return suite, datasets
+
+
 def _bench(args: argparse.Namespace) -> int:
+    from .execution import Detached
+
     out: Path | None = None
+    executor: Any = None
     try:
-        from .protocol import SUITES, run_suite, suite_with_overrides
+        from .cli_executors import bench_device, check_executor_args, make_executor, print_plan, shared_data_dir
+        from .protocol import run_suite
         from .report import write_report
-        from .training import resolve_device
 
-        device = resolve_device(args.device)
-        base = SUITES[args.suite]
-        datasets = args.dataset or base.default_datasets()
-        suite = suite_with_overrides(
-            base, datasets=datasets, model=args.model, width=args.width, epochs=args.epochs,
-            tune_epochs=args.tune_epochs, batch_size=args.batch_size, train_subset=args.train_subset,
-            test_subset=args.test_subset, seeds=args.seeds, optimizers=args.optimizers, grid_points=args.grid_points,
-            max_extensions=args.grid_extensions,
-        )  # fmt: skip
-        if args.text:  # the LM task reads the user's text (--text FILE)
-            from .protocol import suite_with_text
-
-            suite = suite_with_text(suite, args.text)
-
-        workers = args.workers or suite.workers or _default_workers()
+        check_executor_args(args)
+        suite, datasets = _bench_suite(args)
         out = Path(args.out) if args.out else bench_out_default(args.suite, datasets)
+        if args.cancel:
+            from .executor_slurm import cancel_jobs
+
+            cancel_jobs(out)
+            return 0
+        workers = args.workers or suite.workers or _default_workers()
+        executor = make_executor(args, workers)
+        if args.plan:
+            return print_plan(args, suite, out, executor)
+        device = bench_device(args)
+        data_dir = shared_data_dir(args, print)
         t0 = time.perf_counter()
-        run_suite(suite, out, data_dir=args.data_dir, device=device, workers=workers,
-                  fixed_lrs=dict(args.lr), progress=not args.no_progress, repair=args.repair)  # fmt: skip
+        run_suite(suite, out, data_dir=data_dir, device=device, workers=workers, fixed_lrs=dict(args.lr),
+                  progress=not args.no_progress, repair=args.repair, executor=executor)  # fmt: skip
         elapsed = time.perf_counter() - t0
         report, summary = write_report(out, figures=not args.no_figures, command=_command())
+    except Detached as gone:
+        print(f"[inna bench] {gone}", file=sys.stderr if gone.interrupted else sys.stdout)
+        return 130 if gone.interrupted else 0
     except KeyboardInterrupt:
-        return _interrupted("bench", out)
+        message = executor.interrupted_message() if executor is not None else None
+        if message is None:
+            return _interrupted("bench", out)
+        print(f"[inna bench] {message}", file=sys.stderr)
+        return 130
     except _user_errors() as err:
         return _failed("bench", err)
     print(summary)
-    print(f"[inna bench] suite {suite.name} finished in {elapsed:.0f} s; results {out / 'results.jsonl'}, "
-          f"report {report}" + ("" if args.no_figures else f", figures {out / 'figures'}/"))  # fmt: skip
+    print(
+        f"[inna bench] suite {suite.name} finished in {elapsed:.0f} s ({executor.describe()}); results "
+        f"{out / 'results.jsonl'}, report {report}" + ("" if args.no_figures else f", figures {out / 'figures'}/")
+    )
     return 0
 
 
@@ -400,8 +388,8 @@ def _sweep(args: argparse.Namespace) -> int:
     out: Path | None = None
     try:
         from .data import DATASETS
-        from .protocol import Task
         from .report import write_report
+        from .suites import Task
         from .sweep import run_sweep, write_sweep_report
         from .training import resolve_device
 

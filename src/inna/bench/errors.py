@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "BenchError",
     "DatasetFileError",
+    "DatasetNotFoundError",
     "OutputDirError",
     "ResultsBusyError",
     "ResultsFileError",
@@ -23,6 +24,10 @@ class BenchError(Exception):
 
 class DatasetFileError(BenchError, ValueError):
     """A data set file exists but cannot be used (truncated, not the expected format, wrong shapes or labels)."""
+
+
+class DatasetNotFoundError(BenchError, FileNotFoundError):
+    """A data set's files are not where they were looked for; the message says which files to put where."""
 
 
 class ResultsFileError(BenchError, ValueError):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -51,8 +51,10 @@ __all__ = [
     "RecordType",
     "RepairResult",
     "ResultsStore",
+    "RunIndex",
     "RunRecords",
     "RunStatus",
+    "comparable",
     "final_epoch",
     "finished_runs",
     "group_runs",
@@ -298,10 +300,19 @@ class ResultsStore:
 
     def append(self, record: Record) -> None:
         """Write one record as one line (single ``write``, then ``fsync``)."""
-        line = encode(record)
+        self.append_many([record])
+
+    def append_many(self, records: Sequence[Record]) -> None:
+        """Write records as lines with a single ``write``, then ``fsync``: a whole run from a shard goes in at
+        once, so a driver killed while merging leaves the run either whole or absent (at worst a torn last line)."""
+        data = b"".join(encode(r) for r in records)
+        if not data:
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -341,25 +352,43 @@ class RunRecords(NamedTuple):
         return e
 
 
-def group_runs(records: Iterable[Record]) -> Iterator[RunRecords]:
-    """A :class:`RunRecords` for every run in ``records``, in order of first appearance."""
-    starts: dict[str, Record] = {}
-    epochs: dict[str, dict[int, Record]] = {}
-    ends: dict[str, Record] = {}
-    for r in records:
+class RunIndex:
+    """The runs of a stream of records, kept up to date as records are added (the driver's view of its results
+    file, without reading it again)."""
+
+    def __init__(self, records: Iterable[Record] = ()) -> None:
+        self._starts: dict[str, Record] = {}
+        self._epochs: dict[str, dict[int, Record]] = {}
+        self._ends: dict[str, Record] = {}
+        for r in records:
+            self.add(r)
+
+    def add(self, r: Record) -> None:
         rid = r.get("run_id")
         if rid is None:
-            continue
-        epochs.setdefault(rid, {})
+            return
+        epochs = self._epochs.setdefault(rid, {})
         t = r.get("type")
         if t == RecordType.RUN_START:
-            starts[rid] = r
+            self._starts[rid] = r
         elif t == RecordType.EPOCH:
-            epochs[rid][int(r["epoch"])] = r
+            epochs[int(r["epoch"])] = r
         elif t == RecordType.RUN_END:
-            ends[rid] = r
-    for rid, eps in epochs.items():
-        yield RunRecords(rid, starts.get(rid), eps, ends.get(rid))
+            self._ends[rid] = r
+
+    def get(self, run_id: str) -> RunRecords | None:
+        if run_id not in self._epochs:
+            return None
+        return RunRecords(run_id, self._starts.get(run_id), self._epochs[run_id], self._ends.get(run_id))
+
+    def __iter__(self) -> Iterator[RunRecords]:
+        for rid in self._epochs:
+            yield RunRecords(rid, self._starts.get(rid), self._epochs[rid], self._ends.get(rid))
+
+
+def group_runs(records: Iterable[Record]) -> Iterator[RunRecords]:
+    """A :class:`RunRecords` for every run in ``records``, in order of first appearance."""
+    return iter(RunIndex(records))
 
 
 def final_epoch(run: RunRecords) -> Record | None:
@@ -391,3 +420,22 @@ def latest_selections(records: Iterable[Record], key: str = "optimizer") -> dict
         if r.get("type") == RecordType.SELECTION:
             out[r["task"], r[key]] = r
     return out
+
+
+#: What differs between two executions of the same runs: timings, and where a run ran (``config.device``,
+#: ``config.data_dir`` of its ``run_start``).
+TIMING_FIELDS = ("wall_time",)
+HOST_FIELDS = ("device", "data_dir")
+
+
+def comparable(records: Iterable[Record]) -> list[str]:
+    """The records as sorted canonical JSON lines, timing and host fields removed, each record once: what the
+    determinism contract says is the same however and wherever a suite ran (``inna bench`` with any executor,
+    any ``--workers``, resumed or not). A record written twice (an epoch redone after a crash) counts once."""
+    out = set()
+    for r in records:
+        clean = {k: v for k, v in r.items() if k not in TIMING_FIELDS}
+        if isinstance(clean.get("config"), dict):
+            clean["config"] = {k: v for k, v in clean["config"].items() if k not in HOST_FIELDS}
+        out.add(json.dumps(clean, sort_keys=True, ensure_ascii=False))
+    return sorted(out)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .records import final_epoch, group_runs, latest_selections, require_records
 
 if TYPE_CHECKING:
-    from .protocol import Task
+    from .suites import Task
 
 __all__ = ["plot_sweep", "run_sweep", "sweep_table", "write_sweep_report"]
 
@@ -49,7 +49,8 @@ def run_sweep(
     (stiff directions relax at rate 1/β, so a constant step must stay below about 2β).
     """
     from .optimizers import inna_spec
-    from .protocol import Suite, run_suite  # the training code, needed to run; reading results needs only records
+    from .protocol import run_suite  # the training code, needed to run; reading results needs only records
+    from .suites import Suite
 
     for name, values, ok in (("alphas", alphas, lambda v: v >= 0), ("betas", betas, lambda v: v > 0),
                              ("powers", powers, lambda v: v >= 0)):  # fmt: skip

@@ -28,6 +28,7 @@ per image than batches of 1000; large on a GPU). The data sets are moved to the 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import sys
@@ -48,10 +49,11 @@ from .config import RunConfig, derive_seed, init_seed
 from .data import Dataset, load_dataset
 from .models import build_model
 from .optimizers import build_optimizer
-from .records import Record, RecordType, RunStatus
+from .records import Record, RecordType, RunStatus, encode
 
 __all__ = [
     "RUN_THREADS",
+    "check_device",
     "clear_data_cache",
     "eval_batch_size",
     "evaluate",
@@ -65,6 +67,14 @@ __all__ = [
 #: The torch intra-op thread count of every run (part of the determinism contract). Parallelism comes from
 #: running independent runs in ``--workers`` processes.
 RUN_THREADS = 1
+
+
+def check_device(device: str) -> str:
+    """``device`` if it names a device kind (``auto``, ``cpu``, ``cuda``, ``cuda:N``), without asking whether this
+    machine has it (runs on other hosts resolve it there)."""
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"Invalid device {device!r}; allowed values: auto, cpu, cuda, cuda:N")
 
 
 def resolve_device(device: str) -> str:
@@ -172,14 +182,18 @@ def train_run(
     emit: Callable[[Record], None],
     checkpoint_dir: str | Path,
     log: Callable[[str], Any] = _warn,
+    *,
+    replay: bool = False,
 ) -> Record:
     """Train one run to its end (or divergence), emitting records; resume from its checkpoint if there is one.
 
     Returns the ``run_end`` record. A checkpoint that cannot be restored is set aside (``log`` says so) and
-    the run starts again from epoch 0.
+    the run starts again from epoch 0. Every checkpoint also holds the records the run emitted up to it (as
+    their JSON lines); with ``replay=True`` a resumed run first emits those again, so that ``emit`` sees every
+    record of the run, as a process that reports a run only when it ends (a Slurm task, a Ray task) needs.
     """
     with pinned_run(cfg):
-        return _train_run(cfg, emit, Path(checkpoint_dir), log)
+        return _train_run(cfg, emit, Path(checkpoint_dir), log, replay)
 
 
 def _fresh(cfg: RunConfig, data: Dataset) -> tuple[torch.nn.Module, Any, Any]:
@@ -190,7 +204,32 @@ def _fresh(cfg: RunConfig, data: Dataset) -> tuple[torch.nn.Module, Any, Any]:
     return model, opt, sched
 
 
-def _train_run(cfg: RunConfig, emit: Callable[[Record], None], ckpt_dir: Path, log: Callable[[str], Any]) -> Record:
+def _resume(cfg: RunConfig, ckpt: Path, model: Any, opt: Any, sched: Any, log: Callable[[str], Any]) -> Any:
+    """Restore ``model``, ``opt`` and ``sched`` from ``ckpt`` and return its state; None (the checkpoint set aside,
+    ``log`` saying so) when it cannot be restored."""
+    try:
+        state = load_checkpoint(ckpt, map_location=cfg.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        return state
+    except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        aside = set_aside(ckpt)
+        log(f"[inna bench] warning: checkpoint {ckpt} cannot be resumed from ({err}); set aside as "
+            f"{aside.name}, run {cfg.run_id} starts again")  # fmt: skip
+        return None
+
+
+def _train_run(
+    cfg: RunConfig, emit_record: Callable[[Record], None], ckpt_dir: Path, log: Callable[[str], Any], replay: bool
+) -> Record:
+    journal: list[str] = []  # the run's records so far, as lines: saved with each checkpoint
+
+    def emit(record: Record) -> None:
+        journal.append(encode(record).decode())
+        emit_record(record)
+
     device = cfg.device
     data = get_dataset(cfg)
     x_train, y_train, x_test, y_test = device_tensors(cfg)
@@ -198,21 +237,17 @@ def _train_run(cfg: RunConfig, emit: Callable[[Record], None], ckpt_dir: Path, l
     ckpt = checkpoint_path(ckpt_dir, cfg.run_id)
     base = cfg.summary()
     epoch, steps, wall = 0, 0, 0.0
-    resumed = False
-    if ckpt.is_file():
-        try:
-            state = load_checkpoint(ckpt, map_location=device)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(state["scheduler"])
-            epoch, steps, wall = state["epoch"], state["steps"], state["wall_time"]
-            resumed = True
-        except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError) as err:
-            aside = set_aside(ckpt)
-            log(f"[inna bench] warning: checkpoint {ckpt} cannot be resumed from ({err}); set aside as "
-                f"{aside.name}, run {cfg.run_id} starts again")  # fmt: skip
-            model, opt, sched = _fresh(cfg, data)
+    had_checkpoint = ckpt.is_file()
+    state = _resume(cfg, ckpt, model, opt, sched, log) if had_checkpoint else None
+    resumed = state is not None
+    if state is not None:
+        epoch, steps, wall = state["epoch"], state["steps"], state["wall_time"]
+        journal = list(state["records"])
+    elif had_checkpoint:
+        model, opt, sched = _fresh(cfg, data)  # a failed restore may have changed them in part
+    if resumed and replay:
+        for line in journal:
+            emit_record(json.loads(line))
     if not resumed:
         start = {"type": RecordType.RUN_START, **base, "config": cfg.to_json()}
         if data.info:  # what identifies the data beyond its name (an LM task's corpus hash and files)
@@ -258,7 +293,8 @@ def _train_run(cfg: RunConfig, emit: Callable[[Record], None], ckpt_dir: Path, l
             break
         if epoch < cfg.epochs:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "steps": steps,
-                     "wall_time": wall, "scheduler": sched.state_dict() if sched is not None else None}  # fmt: skip
+                     "wall_time": wall, "scheduler": sched.state_dict() if sched is not None else None,
+                     "records": journal}  # fmt: skip
             atomic_save(state, ckpt)
     end = {"type": RecordType.RUN_END, **base, "status": status, "epochs": epoch, "steps": steps, "wall_time": wall}
     emit(end)
