@@ -34,6 +34,7 @@ from torch import Tensor
 
 from . import _cbuild, _compiled
 from ._amp import amp_prologue
+from ._fused import _PLAIN_SET as _PLAIN
 from ._fused import GRAD, plain_cpu
 from ._warn import warn_once
 
@@ -203,7 +204,8 @@ def run_fused(
     for group in group_by_device_and_dtype(*lists, real=True):
         first = group[0][0]
         on_cpu = first.is_cpu and (grad_scale is None or grad_scale.is_cpu)
-        lib = _cbuild.library(first.dtype) if on_cpu and plain_cpu(group[0]) else None
+        plain = set(map(type, group[0])) <= _PLAIN  # one device per group: the types are what is left to check
+        lib = _cbuild.library(first.dtype) if on_cpu and plain else None
         if lib is not None:
             why = update.c_loop(lib, group, _lr_value(lr, keep_tensor=False), hyper, grad_scale, found_inf)
             if why and warn:

@@ -97,11 +97,9 @@ def elementwise_update(
 
     ``scalars`` and ``per_tensor`` (one value per tensor) are the kernel's doubles, ``decay_on`` its decay switch
     (see the C source)."""
-    n = len(lists[0])
-    per_tensor = list(per_tensor) if per_tensor is not None else [0.0] * n
     if not _addressable(lists, lists[0][0].dtype):
         if not unscale_and_check(lists[GRAD], grad_scale, found_inf):
-            fallback([list(ts) for ts in lists], per_tensor)
+            fallback([list(ts) for ts in lists], _values(per_tensor, range(len(lists[0]))))
         return "its lists differ in size, dtype or device, or autograd records the update"
     if all(map(Tensor.is_contiguous, chain.from_iterable(lists))):
         dense = None  # the common case: one dense layout (shapes agree by contract)
@@ -113,11 +111,16 @@ def elementwise_update(
     fast = [i for i, d in enumerate(dense) if d]
     slow = [i for i, d in enumerate(dense) if not d]
     if fast:
-        _call(kernel, lib, _take(lists, fast), scalars, [per_tensor[i] for i in fast], decay_on, grad_scale, found_inf)
+        fast_values = None if per_tensor is None else _values(per_tensor, fast)
+        _call(kernel, lib, _take(lists, fast), scalars, fast_values, decay_on, grad_scale, found_inf)
     slow_lists = _take(lists, slow)
     if not unscale_and_check(slow_lists[GRAD], grad_scale, found_inf):
-        fallback(slow_lists, [per_tensor[i] for i in slow])
+        fallback(slow_lists, _values(per_tensor, slow))
     return "some tensors are not one dense block in the layout of their gradient and state"
+
+
+def _values(per_tensor: Sequence[float] | None, index: Sequence[int]) -> list[float]:
+    return [0.0] * len(index) if per_tensor is None else [per_tensor[i] for i in index]
 
 
 def _take(lists: Sequence[list[Tensor]], index: list[int]) -> list[list[Tensor]]:
@@ -128,14 +131,14 @@ def _call(kernel, lib, lists, scalars, per_tensor, decay_on, grad_scale, found_i
     ptrs = array.array("q", map(Tensor.data_ptr, chain.from_iterable(zip(*lists))))
     numels = array.array("q", map(Tensor.numel, lists[0]))
     values = array.array("d", scalars)
-    per = array.array("d", per_tensor)
+    per = None if per_tensor is None else array.array("d", per_tensor)
     gs = None if grad_scale is None else grad_scale.detach().to("cpu", torch.float32).reshape(())
     fi = None if found_inf is None else found_inf.detach().to("cpu", torch.float32).reshape(())
     getattr(lib, kernel.function)(
         len(lists[0]),
         numels.buffer_info()[0],
         ptrs.buffer_info()[0],
-        per.buffer_info()[0],
+        None if per is None else per.buffer_info()[0],
         values.buffer_info()[0],
         int(decay_on),
         None if gs is None else gs.data_ptr(),
@@ -144,8 +147,8 @@ def _call(kernel, lib, lists, scalars, per_tensor, decay_on, grad_scale, found_i
     )
     # the writes bypassed autograd: bump the version counters, so a graph that saved these tensors before the
     # step fails at backward as it does after an eager in-place update
-    written = [t for i in (*kernel.writes, *((GRAD,) if gs is not None else ())) for t in lists[i]]
-    torch.autograd.graph.increment_version(written)
+    written = (*kernel.writes, GRAD) if gs is not None else kernel.writes
+    torch.autograd.graph.increment_version(list(chain.from_iterable(lists[i] for i in written)))
 
 
 def _addressable(lists: Sequence[list[Tensor]], dtype: torch.dtype) -> bool:
@@ -153,11 +156,11 @@ def _addressable(lists: Sequence[list[Tensor]], dtype: torch.dtype) -> bool:
     position, and no write needs autograd (an in-place update of a leaf that requires grad, with grad mode on, is
     an error eagerly)."""
     nbytes = array.array("q", map(_NBYTES, lists[0]))
-    for ts in lists[1:]:
-        if array.array("q", map(_NBYTES, ts)) != nbytes or not all(map(_IS_CPU, ts)):
-            return False
-        if set(map(_DTYPE, ts)) != {dtype}:
-            return False
+    if any(array.array("q", map(_NBYTES, ts)) != nbytes for ts in lists[1:]):
+        return False
+    others = list(chain.from_iterable(lists[1:]))
+    if not all(map(_IS_CPU, others)) or set(map(_DTYPE, others)) != {dtype}:
+        return False
     return not (torch.is_grad_enabled() and any(map(_REQUIRES_GRAD, chain.from_iterable(lists))))
 
 
