@@ -16,13 +16,15 @@ from typing import Any
 
 import torch
 from keras import ops
+from torch import Tensor
 
 from ..formulas import rms_bias_correction
 from ..torch import _dispatch
+from ..torch._cbuild import Library
 from ..torch.functional import inna as inna_update
-from ..torch.innaprop import SHARED_COUNT_UPDATE
+from ..torch.innaprop import _c_loop_core, _foreach_core, _innaprop_core
 
-__all__ = ["STEPS", "inna_step", "innaprop_step"]
+__all__ = ["SHARED_COUNT_UPDATE", "STEPS", "inna_step", "innaprop_step"]
 
 
 def _scalar(value: Any) -> float:
@@ -78,6 +80,78 @@ def innaprop_step(opt: Any, grads: list[Any], variables: list[Any], learning_rat
         _dispatch.run(
             SHARED_COUNT_UPDATE, lists, lr=lr, hyper={**hyper, "weight_decay": wd, "bias_correction": bias_correction}
         )
+
+
+# ------------------------------------------------------------------ INNAprop with one step count for all tensors
+
+
+def _shared_count_reference(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    *,
+    bias_correction: float,
+    **hyper: Any,
+) -> None:
+    _innaprop_core(params, grads, exp_avg_sqs, phases, lr, bias_correction, **hyper)
+
+
+def _shared_count_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float,
+    *,
+    bias_correction: float,
+    **hyper: Any,
+) -> None:
+    _foreach_core(params, grads, exp_avg_sqs, phases, lr, [1 / bias_correction] * len(params), **hyper)
+
+
+def _shared_count_c_loop(
+    lib: Library,
+    lists: list[list[Tensor]],
+    lr: float,
+    hyper: dict[str, Any],
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> str | None:
+    hyper = dict(hyper)
+    correction = hyper.pop("bias_correction")
+    return _c_loop_core(lib, lists, lr, [correction] * len(lists[0]), hyper, grad_scale, found_inf)
+
+
+def _shared_count_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    *,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+    warn: bool = False,
+    **hyper: Any,
+) -> None:
+    lists = (params, grads, exp_avg_sqs, phases)
+    _dispatch.run_fused(SHARED_COUNT_UPDATE, lists, lr, hyper, grad_scale, found_inf, warn)
+
+
+#: INNAprop's update (:mod:`inna.torch.innaprop`'s core) for tensors that share one step count, given as the
+#: hyperparameter ``bias_correction`` (:func:`inna.formulas.rms_bias_correction` of the count): Keras counts steps
+#: per optimizer. Lists (params, grads, exp_avg_sqs, phases).
+SHARED_COUNT_UPDATE = _dispatch.Update(
+    "INNAprop",
+    ("params", "grads", "exp_avg_sqs", "phases"),
+    __name__,
+    "_shared_count_reference",
+    "_shared_count_foreach",
+    "_shared_count_fused",
+    _shared_count_c_loop,
+)
 
 
 def _by_decay(opt: Any, grads: list[Any], variables: list[Any]) -> dict[float, tuple[list[torch.Tensor], ...]]:

@@ -58,8 +58,8 @@ where torch's vectorised CPU one sometimes is not, and its addcmul is an FMA whe
 (``ATEN_CPU_CAPABILITY=default``) multiplies then adds, so it agrees with the reference to a few ulp
 (``tests/pytorch/test_innaprop_cloop.py``); see ``docs/speed.md``.
 
-:data:`SHARED_COUNT_UPDATE` is the same update for tensors that share one step count given as its bias
-correction (Keras counts steps per optimizer): the Keras torch backend's multi-tensor step runs it.
+The Keras torch backend's multi-tensor step runs the same core for tensors that share one step count
+(:mod:`inna.keras._torch`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ from ._cbuild import Library
 from .innaprop_official import from_official_state_dict, to_official_state_dict
 
 __all__ = [
-    "SHARED_COUNT_UPDATE",
     "UPDATE",
     "from_official_state_dict",
     "innaprop",
@@ -318,77 +317,6 @@ UPDATE = _dispatch.Update(
 
 #: The C loop's arity for the core: (params, grads, exp_avg_sqs, phases) and (lr, bias_correction).
 _CORE_ARITY = (4, 2)
-
-
-# ------------------------------------------------------------------------------- one step count for all tensors
-
-
-def _shared_count_reference(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    phases: list[Tensor],
-    lr: float | Tensor,
-    *,
-    bias_correction: float,
-    **hyper: Any,
-) -> None:
-    _innaprop_core(params, grads, exp_avg_sqs, phases, lr, bias_correction, **hyper)
-
-
-def _shared_count_foreach(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    phases: list[Tensor],
-    lr: float,
-    *,
-    bias_correction: float,
-    **hyper: Any,
-) -> None:
-    _foreach_core(params, grads, exp_avg_sqs, phases, lr, [1 / bias_correction] * len(params), **hyper)
-
-
-def _shared_count_c_loop(
-    lib: Library,
-    lists: list[list[Tensor]],
-    lr: float,
-    hyper: dict[str, Any],
-    grad_scale: Tensor | None,
-    found_inf: Tensor | None,
-) -> str | None:
-    hyper = dict(hyper)
-    correction = hyper.pop("bias_correction")
-    return _c_loop_core(lib, lists, lr, [correction] * len(lists[0]), hyper, grad_scale, found_inf)
-
-
-def _shared_count_fused(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    phases: list[Tensor],
-    lr: float | Tensor,
-    *,
-    grad_scale: Tensor | None = None,
-    found_inf: Tensor | None = None,
-    warn: bool = False,
-    **hyper: Any,
-) -> None:
-    lists = (params, grads, exp_avg_sqs, phases)
-    _dispatch.run_fused(SHARED_COUNT_UPDATE, lists, lr, hyper, grad_scale, found_inf, warn)
-
-
-#: INNAprop for tensors that share one step count, given as the hyperparameter ``bias_correction``
-#: (:func:`inna.formulas.rms_bias_correction` of the count): lists (params, grads, exp_avg_sqs, phases).
-SHARED_COUNT_UPDATE = _dispatch.Update(
-    "INNAprop",
-    ("params", "grads", "exp_avg_sqs", "phases"),
-    __name__,
-    "_shared_count_reference",
-    "_shared_count_foreach",
-    "_shared_count_fused",
-    _shared_count_c_loop,
-)
 
 
 def innaprop(
