@@ -96,7 +96,7 @@ def test_grad_scale_and_found_inf_of_any_one_element_shape(name, impl, shape):
             if impl.get("fused"):
                 opt.step()
             else:
-                from inna.torch.functional import amp_default_route
+                from inna.torch._amp import unscale_and_check as amp_default_route
 
                 if not amp_default_route([p.grad for p in params], opt.grad_scale, opt.found_inf):
                     opt.grad_scale = opt.found_inf = None

@@ -18,8 +18,6 @@ and parametrised by each class's name, state keys and hyperparameter ranges:
 from __future__ import annotations
 
 import math
-import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -29,7 +27,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..formulas import INNAStabilityWarning, psi_from_phase, stability_rule_broken, stability_warning_message
-from .functional import amp_default_route, amp_scalars
+from ._amp import amp_scalars, unscale_and_check
+from ._warn import caller_stacklevel
 
 __all__ = ["InnaFamilyOptimizer", "Range", "master_dtype"]
 
@@ -49,15 +48,6 @@ def master_dtype(param: Tensor, state_dtype: torch.dtype | None) -> torch.dtype 
     if state_dtype is None or _FLOAT_RANK.get(param.dtype, 99) >= _FLOAT_RANK[state_dtype]:
         return None
     return state_dtype
-
-
-def caller_stacklevel() -> int:
-    """The stacklevel that points a warning at the first frame outside inna and torch (the user's step())."""
-    frame, level = sys._getframe(1), 1
-    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))  # inna/, torch/
-    while frame is not None and frame.f_code.co_filename.startswith(inside):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def as_float(optimizer: str, name: str, value: Any) -> float:
@@ -195,7 +185,7 @@ class InnaFamilyOptimizer(Optimizer):
         grad_scale, found_inf = amp_scalars(getattr(self, "grad_scale", None), getattr(self, "found_inf", None))
         if (grad_scale is not None or found_inf is not None) and self._some_state_missing():
             grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
-            if amp_default_route(grads, grad_scale, found_inf):
+            if unscale_and_check(grads, grad_scale, found_inf):
                 return None
             return None, None
         return grad_scale, found_inf
