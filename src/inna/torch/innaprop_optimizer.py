@@ -80,8 +80,8 @@ class INNAprop(InnaFamilyOptimizer):
             the fused C loop where this machine can build it, else foreach whenever it applies.
         fused: one pass over memory per step (reads :math:`\theta, g, v, \phi`, writes :math:`\theta, v, \phi`): on
             CPU a hand-written C loop with runtime hyperparameters (built once per dtype in well under a second at
-            first use, then cached on disk), elsewhere the reference compiled by ``torch.compile`` (the first step compiles). With it,
-            ``torch.amp.GradScaler`` takes its fused route (unscaling and skipping in the kernel).
+            first use, then cached on disk), elsewhere the reference compiled by ``torch.compile`` (the first step
+            compiles). With it, ``torch.amp.GradScaler`` takes its fused route (unscaling and skipping in the kernel).
         differentiable: let autograd record through ``step()``; uses the reference path.
         state_dtype: ``None`` (default) keeps the state in each parameter's dtype; ``torch.float32`` keeps, for
             bf16/fp16 parameters, :math:`v`, the phase and a float32 master copy of :math:`\theta`.
