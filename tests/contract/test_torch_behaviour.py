@@ -418,19 +418,10 @@ def test_stability_warning_only_where_the_rule_breaks_once_and_at_the_caller(inf
     assert not _stability_warnings(seen)
 
 
-_ROUNDS_ABOVE_BETA = pytest.mark.xfail(
-    strict=True,
-    reason="a float32/bf16 Tensor lr = beta = 0.1 reads back above 0.1: inna.torch._base._warn_if_unstable must pass "
-    "rtol=torch.finfo(lr.dtype).eps to inna.formulas.stability_rule_broken (torch side, another engineer's files)",
-)
-
-
 def _lr_dtypes():
     for info in OPTIM_DB:
         for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            rounds_above = info.name == "INNA" and dtype in (torch.float32, torch.bfloat16)
-            name = f"{info}-{dtype}".replace("torch.", "")
-            yield pytest.param(info, dtype, id=name, marks=_ROUNDS_ABOVE_BETA if rounds_above else ())
+            yield pytest.param(info, dtype, id=f"{info}-{dtype}".replace("torch.", ""))
 
 
 @pytest.mark.parametrize("info, dtype", list(_lr_dtypes()))

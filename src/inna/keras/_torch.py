@@ -28,7 +28,8 @@ __all__ = ["SHARED_COUNT_UPDATE", "STEPS", "inna_step", "innaprop_step"]
 
 
 def _scalar(value: Any) -> float:
-    return float(ops.convert_to_numpy(value))
+    # float() of the backend's tensor: NumPy 2's __array__ protocol would warn on every step
+    return float(ops.convert_to_tensor(value))
 
 
 def _as_dtype(grad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -214,13 +214,14 @@ class InnaFamilyOptimizer(Optimizer):
 
     def _warn_if_unstable(self) -> None:
         for i, group in enumerate(self.param_groups):
-            lr = group["lr"]
+            lr, rtol = group["lr"], 0.0
             if isinstance(lr, Tensor):
                 if lr.device.type != "cpu":
                     continue  # reading it would synchronise the device every step
-                lr = lr.item()
+                # a Tensor lr holds beta only to its dtype's precision (0.1 in float32 reads back 0.10000000149)
+                lr, rtol = lr.item(), torch.finfo(lr.dtype).eps if lr.is_floating_point() else 0.0
             alpha, beta = group["alpha"], group["beta"]
-            if stability_rule_broken(lr, alpha, beta):
+            if stability_rule_broken(lr, alpha, beta, rtol=rtol):
                 self._warned_unstable = True
                 warnings.warn(
                     stability_warning_message(self.NAME, f"param group {i}", lr, alpha, beta),
