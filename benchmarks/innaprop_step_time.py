@@ -6,8 +6,8 @@ interleaved (each round times every contender once) so that machine noise hits a
 each median as a ratio to fused and to foreach ``torch.optim.AdamW`` measured in the same run. Timings on shared
 machines vary by tens of percent between runs: compare ratios, not milliseconds.
 
-On CPU, ``fused=True`` and the default are INNAprop's C loop (``inna.torch._fused``, printed from
-``_innaprop_core``); ``--compiled`` adds ``fused=True`` forced onto its ``torch.compile`` route (the one CUDA
+On CPU, ``fused=True`` and the default are INNAprop's C loop (``inna.torch._fused``, the hand-written loop of
+``kernels/inna_kernels.c``); ``--compiled`` adds ``fused=True`` forced onto its ``torch.compile`` route (the one CUDA
 takes; its first step compiles: tens of seconds on a CPU, more on many tensors).
 
     python benchmarks/innaprop_step_time.py                 # both models, 30 timed rounds
@@ -29,8 +29,7 @@ import torch
 from step_time import many_small_shapes, resnet18_shapes  # the same shapes as INNA's benchmark
 
 from inna import INNAprop
-from inna.torch.functional import _choose_path, _cpu_kernel_applies
-from inna.torch.innaprop import _CORE_ARITY, _innaprop_core
+from inna.torch._dispatch import c_loop_applies, choose_path
 
 BASELINES = ("AdamW fused", "AdamW foreach")
 
@@ -75,12 +74,9 @@ def route(name: str, opt: Any) -> str:
         return "torch.compile"
     group = opt.param_groups[0]
     params = [p for p in group["params"] if p.grad is not None]
-    hyper = {k: group[k] for k in ("alpha", "beta", "sigma", "eps", "weight_decay", "maximize")}
-    fused, foreach = _choose_path(
-        params, group["foreach"], group["fused"], group["differentiable"], _innaprop_core, _CORE_ARITY, hyper
-    )
+    fused, foreach = choose_path(params, group["foreach"], group["fused"], group["differentiable"])
     if fused:
-        return "C loop" if _cpu_kernel_applies(params, _innaprop_core, _CORE_ARITY, hyper) else "torch.compile"
+        return "C loop" if c_loop_applies(params) else "torch.compile"
     return "foreach" if foreach else "reference"
 
 

@@ -35,8 +35,8 @@ from collections.abc import Callable
 import torch
 
 from inna import INNA, INNAprop
-from inna.torch import _fused
-from inna.torch.functional import _single_tensor_inna
+from inna.torch import _cbuild, _compiled
+from inna.torch.functional import _c_loop_inna, _single_tensor_inna
 
 Step = Callable[[], object]
 
@@ -133,7 +133,7 @@ def option_group_compiled(params, skip_guards: bool = False) -> Step:
     ps, gs, phs = _lists(params)
 
     def step() -> None:
-        _fused._run_compiled(_single_tensor_inna, (ps, gs, phs), (LR,), STATIC, None, None, None)
+        _compiled.run(_single_tensor_inna, (ps, gs, phs), (LR,), STATIC, None, None, None)
 
     step()  # compile now (timed as the first step by the caller's first call too: that one is free)
     if not skip_guards:
@@ -171,8 +171,10 @@ def option_flat_buffer(params) -> Step:
     device = params[0].device
     ps, gs, phs = ([torch.randn(n, device=device)], [torch.randn(n, device=device)], [torch.zeros(n, device=device)])
 
+    lib = _cbuild.library(torch.float32)
+
     def step() -> None:
-        _fused.elementwise_update(_single_tensor_inna, (ps, gs, phs), (LR,), static=STATIC, grad_index=1)
+        _c_loop_inna(lib, [ps, gs, phs], LR, STATIC, None, None)
 
     return step
 
@@ -314,9 +316,8 @@ def first_step_times(shapes: list[tuple[int, ...]], device: str) -> dict[str, fl
         os.environ["INNA_KERNEL_CACHE"] = tmp
         try:
             for label in ("cold", "warm"):
-                _fused._C_KERNELS.clear()
-                _fused._compiler_state.clear()
-                _fused._COMPILED.clear()
+                _cbuild.forget()
+                _compiled.forget()
                 params = [torch.nn.Parameter(torch.randn(s, device=device)) for s in shapes]
                 for p in params:
                     p.grad = torch.randn_like(p)

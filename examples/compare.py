@@ -69,7 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--tune", action="store_true", help="pick each step size by final training loss")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 1 epoch")
     args = parser.parse_args()
+    if args.smoke:
+        args.epochs = 1
     # gamma_0 = 3 > beta = 0.1 breaks INNA's constant-step stability rule on purpose: the tuned step is
     # unstable along stiff directions only for the first (3 / 0.1)^2 = 900 iterations of the decay.
     warnings.filterwarnings("ignore", category=INNAStabilityWarning)

@@ -1,7 +1,6 @@
 """Shared test settings. Framework-free: the JAX-only CI venv (no torch) collects tests/ through this file too."""
 
 import os
-import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,17 +22,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 def _seed():
     if torch is not None:
         torch.manual_seed(0)
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _fresh_c_kernels():
-    """Each test starts with no C kernels loaded in the process (they reload from the disk cache in
-    milliseconds): hypothesis draws many hyperparameter sets, and a process stops building new ones after
-    ``inna.torch._fused.MAX_VARIANTS`` per reference."""
-    fused = sys.modules.get("inna.torch._fused")
-    if fused is not None:
-        fused._C_KERNELS.clear()
     yield
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .formulas import INNAStabilityWarning
 
-__version__ = "0.2.0.dev0"
+__version__ = "0.3.0.dev0"  #: the one place the version lives (pyproject reads it); see CHANGELOG.md
 
 #: Names re-exported from :mod:`inna.torch`, imported on first access so that ``import inna`` never needs torch.
 _TORCH_NAMES = ("INNA", "INNAprop", "PowerDecayLR", "inna_update")

@@ -45,6 +45,7 @@ __all__ = [
     "inna_coefficients",
     "innaprop_decay_phase_shift",
     "l2_coefficient",
+    "machine_epsilon",
     "phase_from_psi",
     "power_decay_factor",
     "psi_from_phase",
@@ -171,15 +172,39 @@ def innaprop_decay_phase_shift(lr: Any, weight_decay: float, alpha: float, beta:
     return lr * weight_decay * (1 / beta - alpha)
 
 
-def stability_rule_broken(lr: float, alpha: float, beta: float) -> bool:
-    r"""INNA's linear-stability rule on quadratics, :math:`\gamma \le \beta` and :math:`\gamma\alpha < 2`, is broken.
+def stability_rule_broken(lr: float, alpha: float, beta: float, *, rtol: float = 0.0) -> bool:
+    r"""INNA's linear-stability rule on quadratics, :math:`\gamma \le \beta` and :math:`\gamma\alpha < 2`, is broken
+    beyond the rounding of the stored learning rate.
 
     With :math:`\gamma > \beta` every direction of curvature :math:`h \ge \alpha/(\gamma - \beta)` diverges
     (:math:`\det M = 1 - \gamma\alpha + \gamma h(\gamma - \beta) > 1`); with :math:`\gamma\alpha \ge 2` the flat
     directions do (eigenvalue :math:`1 - \gamma\alpha`). :mod:`inna.dynamics.stability` derives it and checks it
     against the exact spectral radius. For INNAprop the same rule holds in the RMSprop-scaled coordinates.
+
+    ``rtol`` is the relative rounding of ``lr``: pass the machine epsilon of the dtype the learning rate was stored
+    in (:func:`machine_epsilon`; e.g. ``2**-23`` for a float32 variable, where the documented ``lr = beta = 0.1``
+    reads back as ``0.10000000149``). The rule then counts as broken only when every value within ``rtol`` of
+    ``lr`` breaks it: :math:`\gamma > \beta(1 + \mathrm{rtol})` or :math:`\gamma\alpha \ge 2(1 + \mathrm{rtol})`.
+    ``rtol=0`` (a Python float) is the exact rule.
     """
-    return lr > beta or lr * alpha >= 2
+    if not (rtol >= 0 and math.isfinite(rtol)):
+        raise ValueError(f"stability_rule_broken: rtol must be a finite number >= 0, got {rtol!r}")
+    slack = 1.0 + rtol
+    return lr > beta * slack or lr * alpha >= 2 * slack
+
+
+#: The machine epsilon (the spacing of the numbers just above 1) of each floating dtype, by its name.
+_MACHINE_EPSILON = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
+
+
+def machine_epsilon(dtype_name: str) -> float:
+    """The machine epsilon of the floating dtype named ``dtype_name`` (``"float16"``, ``"bfloat16"``,
+    ``"float32"``, ``"float64"``; a ``"torch."`` prefix is accepted): a value stored in that dtype is within half of
+    it, relatively, of the number it was rounded from. ``ValueError`` for any other name."""
+    name = str(dtype_name).removeprefix("torch.")
+    if name not in _MACHINE_EPSILON:
+        raise ValueError(f"machine_epsilon: {dtype_name!r} is not a floating dtype (one of {sorted(_MACHINE_EPSILON)})")
+    return _MACHINE_EPSILON[name]
 
 
 def unstable_curvature(lr: float, alpha: float, beta: float) -> float:

@@ -68,11 +68,12 @@ def test_each_worker_is_pinned_to_its_own_gpu() -> None:
     assert LocalExecutor(devices=["cuda:0", "cuda:1"]).workers == 2
 
 
-def test_one_worker_per_device_gives_the_serial_records(short_reference: Path, tmp_path: Path) -> None:
+def test_one_worker_per_device_gives_the_serial_records(
+    short_reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Two pinned workers (CPU entries here; `cuda:N` on a GPU machine, below) write the records of the others."""
-    done = run_cli(["bench", *SHORT, "--devices", "cpu,cpu", "--out", str(tmp_path)])
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "one worker per device (cpu, cpu)" in done.stdout
+    assert main(["bench", *SHORT, "--devices", "cpu,cpu", "--out", str(tmp_path)]) == 0
+    assert "one worker per device (cpu, cpu)" in capsys.readouterr().out
     assert records(tmp_path) == records(short_reference)
 
 
@@ -170,25 +171,28 @@ def test_a_resumed_remote_run_reports_its_whole_history(tmp_path: Path, monkeypa
 # --------------------------------------------------------------------------------------------------- nothing runs
 
 
-@pytest.mark.parametrize("payload", [CreatesAFile, RunsAShell])
-def test_a_malicious_checkpoint_is_refused_and_runs_nothing(
-    payload: type, short_reference: Path, tmp_path: Path
+def test_malicious_checkpoints_are_refused_and_run_nothing(
+    short_reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    marker = tmp_path / "pwned"
     out = tmp_path / "out"
-    rid = next(json.loads(line)["run_id"] for line in (short_reference / "results.jsonl").read_text().splitlines()
-               if '"run_start"' in line)  # fmt: skip
-    ckpt = out / "checkpoints" / f"{rid}.pt"
-    ckpt.parent.mkdir(parents=True)
-    torch.save({"model": payload(marker), "optimizer": {}, "scheduler": None, "epoch": 1, "steps": 1,
-                "wall_time": 0.0, "records": []}, ckpt)  # fmt: skip
-    with pytest.raises(C.CheckpointError, match="is refused, not loaded"):
-        C.load_checkpoint(ckpt)
-    done = run_cli(["bench", *SHORT, "--out", str(out), "--workers", "1"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert not marker.exists(), "unpickling the checkpoint ran its code"
-    warning = next(line for line in done.stdout.splitlines() if "warning: checkpoint" in line)
-    assert str(ckpt) in warning and "is refused, not loaded" in warning and "set aside" in warning
+    rids = [json.loads(line)["run_id"] for line in (short_reference / "results.jsonl").read_text().splitlines()
+            if '"run_start"' in line]  # fmt: skip
+    planted = {}
+    for rid, payload in zip(rids, (CreatesAFile, RunsAShell)):
+        marker = tmp_path / f"pwned-{payload.__name__}"
+        ckpt = out / "checkpoints" / f"{rid}.pt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": payload(marker), "optimizer": {}, "scheduler": None, "epoch": 1, "steps": 1,
+                    "wall_time": 0.0, "records": []}, ckpt)  # fmt: skip
+        with pytest.raises(C.CheckpointError, match="is refused, not loaded"):
+            C.load_checkpoint(ckpt)
+        planted[ckpt] = marker
+    assert main(["bench", *SHORT, "--out", str(out), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    for ckpt, marker in planted.items():
+        assert not marker.exists(), "unpickling the checkpoint ran its code"
+        warning = next(line for line in printed if "warning: checkpoint" in line and str(ckpt) in line)
+        assert "is refused, not loaded" in warning and "set aside" in warning
     assert records(out) == records(short_reference)
 
 

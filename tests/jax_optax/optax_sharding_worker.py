@@ -19,6 +19,8 @@ import inna.optax  # noqa: E402
 OPTIMIZERS = {
     "inna": lambda: inna.optax.inna(inna.optax.power_decay(0.05), initial_speed=1.0, weight_decay=0.01),
     "innaprop": lambda: inna.optax.innaprop(optax.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 50), weight_decay=0.1),
+    "scale_by_inna": lambda: inna.optax.scale_by_inna(0.05, initial_speed=0.0),
+    "scale_by_innaprop": lambda: inna.optax.scale_by_innaprop(1e-2, sigma=0.99),
 }
 
 
@@ -61,9 +63,14 @@ def main(name: str) -> None:
     for tree in [s for s in (getattr(state, "phase", None), getattr(state, "nu", None)) if s is not None]:
         for key in params:
             assert tree[key].sharding.is_equivalent_to(shardings[key], tree[key].ndim), (key, tree[key].sharding)
+    # stable across steps: each params-like field has the params' sharding after init as after the steps (the count is
+    # an uncommitted scalar, placed wherever a computation needs it, as optax's own counts are)
     init_state = OPTIMIZERS[name]().init(sharded)
-    for key in params:
-        assert init_state.phase[key].sharding.is_equivalent_to(shardings[key], params[key].ndim)
+    for field in ("phase", "nu"):
+        for key in params if hasattr(init_state, field) else ():
+            before, after = getattr(init_state, field)[key], getattr(state, field)[key]
+            assert before.sharding.is_equivalent_to(shardings[key], params[key].ndim), (field, key, before.sharding)
+            assert before.sharding.is_equivalent_to(after.sharding, params[key].ndim), (field, key, after.sharding)
     print("OK", name)
 
 

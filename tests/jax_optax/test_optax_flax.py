@@ -1,5 +1,5 @@
-"""The README's JAX / optax section runs as written: its jax.jit loop fits the line, and its Flax nnx.Optimizer
-snippet trains a small network with INNAprop (flax is in the test-jax extra)."""
+"""The JAX and Flax guide (docs/guides/jax.md) runs as written: its jax.jit loop fits the line, and its Flax
+nnx.Optimizer snippet trains a small network with INNAprop (flax is in the test-jax extra)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "jax.md"
 MARKER = "<!-- tested: tests/jax_optax/test_optax_flax.py runs this block -->"
 
 
 def readme_blocks() -> list[str]:
-    """The Python blocks that follow the marker in the README, in order."""
-    text = README.read_text(encoding="utf-8")
+    """The Python blocks that follow the marker in the guide, in order."""
+    text = GUIDE.read_text(encoding="utf-8")
     return [m.group(1) for m in re.finditer(re.escape(MARKER) + r"\s*```python\n(.*?)```", text, flags=re.S)]
 
 
@@ -26,7 +26,7 @@ def test_readme_has_the_two_tested_blocks():
 
 def test_readme_jit_loop_fits_the_line():
     namespace: dict = {}
-    exec(compile(readme_blocks()[0], "README.md (jax.jit loop)", "exec"), namespace)
+    exec(compile(readme_blocks()[0], "docs/guides/jax.md (jax.jit loop)", "exec"), namespace)
     params = namespace["params"]
     assert float(namespace["loss"](params)) < 1e-8
     assert jnp.allclose(params["w"], jnp.array([1.0, -2.0, 0.5]), atol=1e-4)
@@ -37,8 +37,9 @@ def test_readme_flax_nnx_optimizer_snippet_trains():
     pytest.importorskip("flax")
     namespace: dict = {}
     blocks = readme_blocks()
-    exec(compile(blocks[0].split("x = ")[0], "README.md (imports)", "exec"), namespace)  # jax, jnp, optax, inna
-    exec(compile(blocks[1], "README.md (flax)", "exec"), namespace)
+    imports = blocks[0].split("x = ")[0]  # jax, jnp, optax, inna
+    exec(compile(imports, "docs/guides/jax.md (imports)", "exec"), namespace)
+    exec(compile(blocks[1], "docs/guides/jax.md (flax)", "exec"), namespace)
     train_step, model, optimizer = namespace["train_step"], namespace["model"], namespace["optimizer"]
     x = jax.random.uniform(jax.random.key(0), (128, 2), minval=-2, maxval=2)
     y = jnp.sin(x[:, :1]) * jnp.cos(x[:, 1:])

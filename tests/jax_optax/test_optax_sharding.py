@@ -13,7 +13,7 @@ import pytest
 WORKER = Path(__file__).with_name("optax_sharding_worker.py")
 
 
-@pytest.mark.parametrize("name", ["inna", "innaprop"])
+@pytest.mark.parametrize("name", ["inna", "innaprop", "scale_by_inna", "scale_by_innaprop"])
 def test_sharded_params_match_unsharded_and_keep_their_sharding(name):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     src = str(Path(__file__).resolve().parents[2] / "src")

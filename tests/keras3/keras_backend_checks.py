@@ -12,6 +12,7 @@ The ground truth is ``tests/reference.py`` (float64, the paper's and the officia
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import pathlib
@@ -22,12 +23,13 @@ import warnings
 import keras
 
 _BEFORE_INNA = set(sys.modules)
-import inna.keras  # noqa: E402, F401  (after keras: the check below records what importing inna.keras adds)
+import inna.keras  # noqa: E402  (after keras: the check below records what importing inna.keras adds)
 
 _ADDED_BY_INNA = set(sys.modules) - _BEFORE_INNA
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from contract.optim_db import OPTIM_DB  # noqa: E402
 from keras import ops  # noqa: E402
 from reference import ReferenceINNA, ReferenceINNAprop  # noqa: E402
 
@@ -108,6 +110,7 @@ CASES = {
         decoupled_weight_decay=False,
     ),
     "INNAprop": lambda: INNAprop(learning_rate=0.01),
+    "INNAprop-sigma0": lambda: INNAprop(learning_rate=0.01, sigma=0.0),  # RMSprop without memory: no correction
     "INNAprop-wd-cosine-warmup": lambda: INNAprop(
         learning_rate=keras.optimizers.schedules.CosineDecay(
             0.002, decay_steps=25, warmup_target=0.03, warmup_steps=5
@@ -117,6 +120,18 @@ CASES = {
 }  # fmt: skip
 
 PATHS = [None, False] if BACKEND == "torch" else [None]  # torch: the multi-tensor path and update_step
+
+
+def keras_class(info):
+    return getattr(inna.keras, info.name)
+
+
+def make(info, **overrides):
+    """The table row's Keras optimizer with its test learning rate and options (``overrides`` in torch names)."""
+    return keras_class(info)(**info.kwargs("keras", **{"lr": info.lr, **info.options, **overrides}))
+
+
+OPTIMIZERS = pytest.mark.parametrize("info", OPTIM_DB, ids=str)
 
 
 # ----------------------------------------------------------------------------------------------- import
@@ -442,10 +457,11 @@ def test_loss_scale_factor():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_ema_with_fit():
+@OPTIMIZERS
+def test_ema_with_fit(info):
     x_train, _, y_train, _ = digits()
     model = mlp(width=16)
-    opt = INNA(learning_rate=0.05, use_ema=True, ema_momentum=0.9)
+    opt = make(info, use_ema=True, ema_momentum=0.9)
     model.compile(optimizer=opt, loss=LOSS)
     model.fit(x_train[:256], y_train[:256], epochs=2, batch_size=64, verbose=0)
     # fit ends with finalize_variable_values: the weights are their moving average
@@ -472,6 +488,252 @@ def test_mixed_precision(policy):
         assert model.evaluate(x_test, y_test, verbose=0)[1] > 0.9  # float32: 0.95-0.96
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+# ----------------------------------------------------------- the optimizer table: Keras's generic optimizer cases
+
+
+@contextlib.contextmanager
+def floatx(dtype: str):
+    """Keras's floatx set to ``dtype`` (float64 switches JAX's x64 on), restored afterwards."""
+    x64 = BACKEND == "jax" and dtype == "float64"
+    if x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx("float32")
+        if x64:
+            jax.config.update("jax_enable_x64", False)
+
+
+@OPTIMIZERS
+def test_defaults_and_name_are_the_documented_ones(info):
+    opt = keras_class(info)()
+    config = opt.get_config()
+    documented = dict(info.defaults["keras"])
+    assert config["learning_rate"] == float(np.float32(documented.pop("learning_rate")))  # held by a float32 variable
+    assert {k: config[k] for k in documented} == documented
+    opt.build([keras.Variable(np.ones(3, dtype="float32"))])
+    assert opt.name == documented["name"]
+    assert all(v.path.startswith(f"{documented['name']}/") for v in opt.variables), [v.path for v in opt.variables]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@OPTIMIZERS
+def test_documented_defaults_never_warn_and_a_violation_does_in_every_floatx(info, dtype):
+    """The documented defaults build without a warning whatever the dtype of the lr variable (float32 holds 0.1 as
+    0.10000000149, above beta = 0.1), and reading the lr warns nothing either (NumPy 2 deprecates __array__ without
+    copy=): both as errors. A real violation warns, in every dtype."""
+    with floatx(dtype), warnings.catch_warnings():
+        warnings.simplefilter("error", INNAStabilityWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        for opt in (keras_class(info)(), keras_class(info)(learning_rate=info.defaults["keras"]["beta"])):
+            opt.build([keras.Variable(np.ones(3), dtype=dtype)])
+            assert keras.backend.standardize_dtype(opt.learning_rate.dtype) == dtype
+        bad = info.kwargs("keras", **info.unstable)
+        with pytest.warns(INNAStabilityWarning, match=rf"{info.name}: optimizer .* has lr={info.unstable['lr']:.4g}"):
+            keras_class(info)(**bad).build([keras.Variable(np.ones(3), dtype=dtype)])
+
+
+@OPTIMIZERS
+def test_stability_check_lets_real_errors_through(info):
+    """No broad except around the check: an error computing the learning rate surfaces, a schedule's value at build
+    is checked."""
+
+    def broken():
+        raise ZeroDivisionError("the user's learning-rate callable failed")
+
+    with pytest.raises(ZeroDivisionError, match="learning-rate callable failed"):
+        keras_class(info)(learning_rate=broken).build([keras.Variable(np.ones(3, dtype="float32"))])
+    schedule = keras.optimizers.schedules.ExponentialDecay(info.unstable["lr"], decay_steps=10, decay_rate=0.5)
+    bad = info.kwargs("keras", **{**info.unstable, "lr": schedule})
+    with pytest.warns(INNAStabilityWarning, match=f"{info.name}: optimizer"):
+        keras_class(info)(**bad).build([keras.Variable(np.ones(3, dtype="float32"))])
+
+
+def test_stability_check_waits_inside_a_tf_function():
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.function is TensorFlow's trace")
+    import tensorflow as tf
+
+    var = keras.Variable(np.ones(3, dtype="float32"))
+    opt = INNA(learning_rate=PowerDecay(0.05))
+
+    @tf.function
+    def step(grad):
+        opt.apply_gradients([(grad, var)])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", INNAStabilityWarning)
+        step(tf.ones(3))  # the optimizer is built inside the trace, where the lr has no value yet
+    assert opt.built and int(np_value(opt.iterations)) == 1
+
+
+def _variables(seed=0):
+    rng = np.random.default_rng(seed)
+    return [keras.Variable(rng.standard_normal(s).astype("float32"), name=n) for s, n in zip(SHAPES, NAMES)]
+
+
+def _grads(k):
+    rng = np.random.default_rng(100 + k)
+    return [ops.convert_to_tensor(rng.standard_normal(s).astype("float32")) for s in SHAPES]
+
+
+@OPTIMIZERS
+def test_iterations_count_updates(info):
+    opt, variables = make(info), _variables()
+    assert int(np_value(opt.iterations)) == 0
+    for k in range(3):
+        opt.apply_gradients(zip(_grads(k), variables))
+        assert int(np_value(opt.iterations)) == k + 1
+    opt.apply_gradients(zip([None, *_grads(3)[1:]], variables))  # a missing gradient still counts the update
+    assert int(np_value(opt.iterations)) == 4
+
+
+@OPTIMIZERS
+def test_empty_gradients(info):
+    """A variable without a gradient is left alone (with Keras's warning) while the others step; no gradient at all
+    is Keras's error; an empty list is a no-op."""
+    opt, variables = make(info), _variables()
+    before = [np_value(v) for v in variables]
+    with pytest.warns(UserWarning, match="Gradients do not exist for variables"):
+        opt.apply_gradients(zip([None, *_grads(0)[1:]], variables))
+    np.testing.assert_array_equal(np_value(variables[0]), before[0])
+    assert all(not np.array_equal(np_value(v), b) for v, b in zip(variables[1:], before[1:]))
+    with pytest.raises(ValueError, match="No gradients provided for any variable"):
+        opt.apply_gradients(zip([None] * len(variables), variables))
+    opt.apply([])  # no gradients at all: nothing to do
+    assert int(np_value(opt.iterations)) == 1
+
+
+@OPTIMIZERS
+def test_only_one_clip_argument(info):
+    for pair in (("clipnorm", "clipvalue"), ("clipnorm", "global_clipnorm"), ("clipvalue", "global_clipnorm")):
+        with pytest.raises(ValueError, match="Only one of `clipnorm`, `clipvalue` and `global_clipnorm`"):
+            make(info, **{k: 1.0 for k in pair})
+
+
+@OPTIMIZERS
+def test_set_weights_continues_the_same_trajectory(info):
+    """An optimizer given another's state with set_weights steps exactly as that one does from there on."""
+    first, v1 = make(info), _variables()
+    for k in range(3):
+        first.apply_gradients(zip(_grads(k), v1))
+    v2 = [keras.Variable(np_value(v).astype("float32"), name=n) for v, n in zip(v1, NAMES)]
+    second = make(info)
+    second.build(v2)
+    second.set_weights([np_value(w).astype(keras.backend.standardize_dtype(w.dtype)) for w in first.variables])
+    assert int(np_value(second.iterations)) == 3
+    for k in range(3, 6):
+        first.apply_gradients(zip(_grads(k), v1))
+        second.apply_gradients(zip(_grads(k), v2))
+    for a, b in zip(v1 + first.variables, v2 + second.variables):
+        np.testing.assert_array_equal(np_value(a), np_value(b))
+    with pytest.raises(ValueError, match="not compatible with provided weight shape"):
+        second.set_weights([np.zeros((7,), dtype="float32") for _ in second.variables])
+
+
+@OPTIMIZERS
+def test_serialization_round_trips_and_the_copy_steps_alike(info):
+    schedule = keras.optimizers.schedules.CosineDecay(info.lr, decay_steps=20)
+    opt = make(info, lr=schedule, clipnorm=1.0)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(opt))
+    assert type(again) is type(opt) and again.get_config() == opt.get_config()
+    assert isinstance(again._learning_rate, keras.optimizers.schedules.CosineDecay)
+    v1, v2 = _variables(), _variables()
+    for k in range(4):
+        opt.apply_gradients(zip(_grads(k), v1))
+        again.apply_gradients(zip(_grads(k), v2))
+    for a, b in zip(v1 + opt.variables, v2 + again.variables):
+        np.testing.assert_array_equal(np_value(a), np_value(b))
+
+
+@OPTIMIZERS
+def test_tf_checkpoint_restores_and_training_continues_alike(info, tmp_path):
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.train.Checkpoint is TensorFlow's")
+    import tensorflow as tf
+
+    x_train, _, y_train, _ = digits()
+    batches = [(x_train[i : i + 32], y_train[i : i + 32]) for i in range(0, 6 * 32, 32)]
+    model = mlp(width=16)
+    model.compile(optimizer=make(info), loss=LOSS)
+    for batch in batches[:3]:
+        model.train_on_batch(*batch)
+    path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
+    for batch in batches[3:]:
+        model.train_on_batch(*batch)
+    restored = mlp(width=16, seed=1)  # other initial weights: everything must come from the checkpoint
+    restored.compile(optimizer=make(info), loss=LOSS)
+    restored.optimizer.build(restored.trainable_variables)
+    tf.train.Checkpoint(model=restored, optimizer=restored.optimizer).restore(path).assert_consumed()
+    assert int(np_value(restored.optimizer.iterations)) == 3
+    for batch in batches[3:]:
+        restored.train_on_batch(*batch)
+    for a, b in zip(model.weights + model.optimizer.variables, restored.weights + restored.optimizer.variables):
+        np.testing.assert_array_equal(np_value(a), np_value(b))
+
+
+# --------------------------------------------------------------------------------------------- subclasses
+
+
+class MyINNA(INNA):
+    """A user's subclass that changes nothing: it keeps the fast update of INNA on the torch backend."""
+
+
+class MyINNAprop(INNAprop):
+    pass
+
+
+class SignINNA(INNA):
+    """A user's subclass with its own update (INNA on the sign of the gradient): it must get that update."""
+
+    calls = 0
+
+    def update_step(self, gradient, variable, learning_rate):
+        type(self).calls += 1
+        super().update_step(ops.sign(gradient), variable, learning_rate)
+
+
+@pytest.mark.parametrize("parent, child", [(INNA, MyINNA), (INNAprop, MyINNAprop)], ids=["INNA", "INNAprop"])
+def test_a_subclass_trains_on_every_backend_as_its_parent(parent, child):
+    kwargs = dict(learning_rate=0.05, initial_speed=1.0) if parent is INNA else dict(learning_rate=0.01)
+    results = []
+    for cls in (parent, child):
+        opt, variables = cls(**kwargs), _variables()
+        for k in range(5):
+            opt.apply_gradients(zip(_grads(k), variables))
+        results.append([np_value(v) for v in variables + opt.variables])
+        if BACKEND == "torch":
+            from inna.keras import _torch
+
+            assert opt._multi_tensor_step() is _torch.STEPS[parent.__name__]
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    x_train, _, y_train, _ = digits()
+    model = mlp(width=16)
+    model.compile(optimizer=child(**kwargs), loss=LOSS)
+    history = model.fit(x_train[:256], y_train[:256], epochs=3, batch_size=64, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_a_subclass_that_overrides_update_step_gets_its_own_update():
+    SignINNA.calls = 0
+    opt, variables = SignINNA(learning_rate=0.05), _variables()
+    plain, reference = INNA(learning_rate=0.05), _variables()
+    if BACKEND == "torch":
+        assert opt._multi_tensor_step() is None  # Keras's loop over update_step
+    for k in range(3):
+        grads = _grads(k)
+        opt.apply_gradients(zip(grads, variables))
+        plain.apply_gradients(zip([ops.sign(g) for g in grads], reference))
+    assert SignINNA.calls == 3 * len(variables)
+    for a, b in zip(variables, reference):
+        np.testing.assert_allclose(np_value(a), np_value(b), rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------------ JAX
@@ -525,15 +787,15 @@ def test_data_parallel_two_jax_devices():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-# --------------------------------------------------------------------------------------------- README
+# ------------------------------------------------------------------------------- the Keras guide's example
 
 
 def test_readme_example(tmp_path, monkeypatch):
-    """The README's Keras example, run as written."""
-    text = (REPO / "README.md").read_text()
+    """The Keras guide's example (docs/guides/keras.md), run as written."""
+    text = (REPO / "docs" / "guides" / "keras.md").read_text(encoding="utf-8")
     match = re.search(r"<!-- keras-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md has no block marked <!-- keras-example -->"
+    assert match, "docs/guides/keras.md has no block marked <!-- keras-example -->"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(match.group(1), "README.md (Keras example)", "exec"), namespace)
+    exec(compile(match.group(1), "docs/guides/keras.md (Keras example)", "exec"), namespace)
     assert namespace["accuracy"] >= 0.93, namespace["accuracy"]

@@ -23,7 +23,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 CHECKS_FILE = HERE / "keras_backend_checks.py"
 REPO = HERE.parents[1]
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # backend -> module it needs
-TIMEOUT_S = 420
+TIMEOUT_S = 600  # per backend; the three run together (about 130 s each alone on a loaded 2-core machine)
 
 
 def _check_names() -> list[str]:

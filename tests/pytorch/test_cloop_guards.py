@@ -1,5 +1,5 @@
 """What the C loop of inna.torch._fused refuses or guards: lists it cannot address safely, writes autograd must
-see, operations it cannot reproduce bitwise, too many kernel variants; and its multi-threaded split."""
+see, step counters of another kind; and its multi-threaded split."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import pytest
 import torch
 
 from inna import INNA, INNAprop
-from inna.torch import _fused
+from inna.torch import _cbuild
 from inna.torch import functional as F
 from inna.torch import innaprop as P
 
-STATIC = dict(alpha=0.5, beta=0.1, l2=0.0, maximize=False)
 needs_c = pytest.mark.skipif(
-    not _fused.c_kernel_available(F._single_tensor_inna, (3, 1), torch.float32, STATIC),
-    reason="no C compiler: the CPU fused path is torch.compile here",
+    _cbuild.library(torch.float32) is None, reason="no C compiler: the CPU fused path is torch.compile here"
 )
 pytestmark = needs_c
 
@@ -75,57 +73,14 @@ def test_a_leaf_that_requires_grad_under_grad_mode_errors_as_eagerly():
         functional_step([p], [torch.randn(8)], [torch.zeros(8)])
 
 
-def _detach_then_scale(xs, ys, s):
-    for x, y in zip(xs, ys):
-        q = x.detach()
-        q.mul_(s)  # an in-place update through a view of x's memory
-        x.add_(y)
-
-
-def _add_with_alpha(xs, ys, s):
-    for x, y in zip(xs, ys):
-        x.add_(y, alpha=0.3)
-
-
-def test_in_place_updates_through_detach_reach_the_memory():
-    x = torch.randn(1003)
-    y = torch.randn(1003)
-    ref = x.clone()
-    _detach_then_scale([ref], [y], 1.7)
-    _fused.elementwise_update(_detach_then_scale, ([x], [y]), (1.7,))
-    assert _fused.c_kernel_available(_detach_then_scale, (2, 1), torch.float32, {})
-    assert torch.equal(x, ref)
-
-
-def test_add_with_alpha_is_refused_by_the_printer():
-    # torch's vectorised CPU kernel fuses a + alpha*b into an FMA and its scalar tail does not: no C expression is
-    # bitwise both, so the printer refuses and the reference takes the compiled route instead
-    assert not _fused.c_kernel_available(_add_with_alpha, (2, 1), torch.float32, {})
-
-
-def test_changing_static_hyperparameters_stop_building_after_max_variants(monkeypatch):
-    monkeypatch.setattr(_fused, "MAX_VARIANTS", 3)
-    monkeypatch.setattr(_fused, "stats", _fused.stats.__class__())
-    for beta in (0.1, 0.2, 0.3):
-        assert _fused.c_kernel_available(F._single_tensor_inna, (3, 1), torch.float32, {**STATIC, "beta": beta})
-    assert not _fused.c_kernel_available(F._single_tensor_inna, (3, 1), torch.float32, {**STATIC, "beta": 0.4})
-    assert _fused.stats["c_refused"] == 1
-    # the default path then runs foreach for that hyperparameter set: still correct
-    p = [torch.randn(5, requires_grad=True)]
-    opt = INNA(p, lr=0.1, beta=0.4)
-    p[0].grad = torch.randn(5)
-    before = p[0].detach().clone()
-    opt.step()
-    assert not torch.equal(p[0].detach(), before)
-
-
 def test_innaprop_skipped_step_never_moves_a_counter_back():
     # GradScaler's found_inf sums the infs of every device: 2 must skip the step, not subtract one
     param, grad = torch.randn(4), torch.randn(4)
     v, phase = torch.zeros(4), torch.zeros(4)
     steps = [torch.tensor(3.0, dtype=torch.float64)]  # a loaded counter of another dtype: torch's route
     hyper = dict(alpha=0.1, beta=0.9, sigma=0.999, eps=1e-8, weight_decay=0.0, maximize=False)
-    P._c_loop_innaprop([param], [grad], [v], [phase], steps, 0.01, None, torch.tensor([2.0]), hyper)
+    lists = [[param], [grad], [v], [phase], steps]
+    P._c_loop_innaprop(_cbuild.library(torch.float32), lists, 0.01, hyper, None, torch.tensor(2.0))
     assert steps[0].item() == 3.0 and torch.equal(v, torch.zeros(4))
 
 

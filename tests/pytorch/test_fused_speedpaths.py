@@ -1,10 +1,15 @@
-"""The fast fused paths of inna.torch._fused: bitwise equal to the reference, built once, GradScaler's fused route.
+"""INNA's fused path: bitwise equal to the reference, one build per dtype for every hyperparameter set,
+GradScaler's fused route, and a warning when ``fused=True`` cannot be honoured.
 
-On CPU the fused path is a C loop printed from the reference's trace; the claim is *bitwise* equality with the
-eager reference (``torch.equal``), in every dtype. The CUDA tests (graph capture, no host sync) skip on CPU.
+On CPU the fused path is the C loop of ``kernels/inna_kernels.c``, which performs the reference's operations in
+their order and rounding; the claim is *bitwise* equality with the eager reference (``torch.equal``), in every
+dtype, on every CPU (``make test`` runs these tests under ``ATEN_CPU_CAPABILITY=default`` too). The CUDA tests
+(graph capture, no host sync) skip on CPU.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import amp_training
 import pytest
@@ -13,13 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inna import INNA
-from inna.torch import _fused
+from inna.torch import _amp, _cbuild, _compiled, _warn
 from inna.torch import functional as F
 
 STATIC = dict(alpha=0.5, beta=0.1, l2=0.0, maximize=False)
 needs_c = pytest.mark.skipif(
-    not _fused.c_kernel_available(F._single_tensor_inna, (3, 1), torch.float32, STATIC),
-    reason="no C compiler: the CPU fused path is torch.compile here",
+    _cbuild.library(torch.float32) is None, reason="no C compiler: the CPU fused path is torch.compile here"
 )
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -98,6 +102,7 @@ def test_c_loop_is_bitwise_the_reference(shapes, dtype, hparams, steps):
 
 @needs_c
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.filterwarnings("ignore:INNA.fused=True.. some tensors are not one dense block")
 def test_c_loop_with_non_contiguous_frozen_and_zero_dim_tensors(dtype):
     shapes = [(), (4, 3), (2, 5, 3), (7,), (3, 1, 2)]
     hp = dict(lr=0.05, alpha=0.7, beta=0.2, weight_decay=0.01, initial_speed=1.0)
@@ -110,77 +115,97 @@ def test_default_is_bitwise_the_reference_across_many_steps():
     assert_bitwise(twin_runs([(64, 3, 3), (64,), (10, 64)], torch.float32, 60, hp, fused=dict()))
 
 
-@needs_c
-def test_no_rebuild_as_the_lr_changes_or_the_tensors_grow(monkeypatch, tmp_path):
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """An empty kernel cache and no library loaded in the process: what a first process sees."""
     monkeypatch.setenv("INNA_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(_fused, "_C_KERNELS", {})
-    monkeypatch.setattr(_fused, "stats", _fused.stats.__class__())
-    for n in (3, 200):  # the kernel does not depend on the number or the shapes of the tensors
+    monkeypatch.setattr(_cbuild, "stats", _cbuild.stats.__class__())
+    _cbuild.forget()
+    yield tmp_path
+    _cbuild.forget()
+
+
+@needs_c
+def test_one_build_serves_every_lr_shape_count_and_hyperparameter_set(fresh_build):
+    for n, (alpha, beta, wd) in zip((3, 200, 7), ((0.3, 0.2, 0.0), (0.5, 0.1, 0.01), (1.5, 2.0, 0.1))):
         params = [torch.randn(k % 7 + 1, 3, requires_grad=True) for k in range(n)]
-        opt = INNA(params, lr=0.1, alpha=0.3, beta=0.2, fused=True)
+        opt = INNA(params, lr=0.1, alpha=alpha, beta=beta, weight_decay=wd, maximize=n == 7, fused=True)
         for k in range(5):
             opt.param_groups[0]["lr"] = 0.1 / (k + 1)
             for p in params:
                 p.grad = torch.randn_like(p)
             opt.step()
-    assert _fused.stats["traces"] == 1 and _fused.stats["c_builds"] == 1 and _fused.stats["c_loads"] == 1
+    assert _cbuild.stats["c_builds"] == 1 and _cbuild.stats["c_loads"] == 1
     # a new process finds it on disk: it loads, it does not build
-    monkeypatch.setattr(_fused, "_C_KERNELS", {})
+    _cbuild.forget()
     opt.step()
-    assert _fused.stats["c_builds"] == 1 and _fused.stats["c_loads"] == 2
-    assert len(list(tmp_path.glob("*.so"))) == 1 and not list(tmp_path.glob("*.c"))
-
-
-def _momentum_like(params, grads, bufs, lr, *, m, c):
-    # a second reference, to show the machinery is generic: addcmul (torch fuses it as an FMA), division, chains
-    for p, g, b in zip(params, grads, bufs):
-        b.mul_(m).addcmul_(g, g, value=c)
-        p.sub_(lr * g / (b + 1))
-
-
-def _adam_like(params, grads, avgs, lr, *, b2, eps):
-    for p, g, v in zip(params, grads, avgs):
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        p.sub_(lr * g / (v.sqrt() + eps))
-
-
-def run_generic(reference, static, dtype, steps=10):
-    ps = [torch.randn(s, dtype=dtype) for s in [(5, 4), (), (33,), (300,)]]
-    vs = [torch.rand(p.shape, dtype=dtype) for p in ps]
-    ps2, vs2 = [p.clone() for p in ps], [v.clone() for v in vs]
-    assert _fused.c_kernel_available(reference, (3, 1), dtype, static)
-    for k in range(steps):
-        gs = [torch.randn(p.shape, dtype=dtype) for p in ps]
-        _fused.elementwise_update(reference, (ps, gs, vs), (0.01 / (k + 1),), static=static)
-        reference(ps2, gs, vs2, 0.01 / (k + 1), **static)
-    return ps + vs, ps2 + vs2
+    assert _cbuild.stats["c_builds"] == 1 and _cbuild.stats["c_loads"] == 2
+    assert len(list(fresh_build.glob("*.so"))) == 1 and not list(fresh_build.glob("*.c"))
 
 
 @needs_c
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_another_reference_through_the_generic_entry_point_is_bitwise(dtype):
-    fast, ref = run_generic(_momentum_like, dict(m=0.9, c=0.1), dtype)
-    assert all(torch.equal(a, b) for a, b in zip(fast, ref))
+def test_a_hundred_hyperparameter_sets_in_one_process_are_all_bitwise_the_reference(fresh_build):
+    """A sweep in one process (Optuna, a grid): every (alpha, beta, weight decay) takes the C loop, with the
+    reference's numerics, and the process builds one library."""
+    gen = torch.Generator().manual_seed(0)
+    settings_ = torch.rand(100, 3, generator=gen, dtype=torch.float64).tolist()
+    base = [torch.randn(s, generator=gen) for s in [(5, 3), (7,), ()]]
+    grads = [[torch.randn(t.shape, generator=gen) for t in base] for _ in range(4)]
+    bitwise = []
+    for a, b, w in settings_:
+        hp = dict(lr=0.05, alpha=2 * a, beta=0.05 + 2 * b, weight_decay=0.1 * w, decoupled_weight_decay=w > 0.5)
+        runs = []
+        for impl in (dict(fused=True), dict(foreach=False)):
+            params = [t.clone().requires_grad_() for t in base]
+            opt = INNA(params, **hp, **impl)
+            for gs in grads:
+                for p, g in zip(params, gs):
+                    p.grad = g.clone()
+                opt.step()
+            runs.append([*params, *(opt.state[p]["phase"] for p in params)])
+        bitwise.append(all(torch.equal(x, y) for x, y in zip(*runs)))
+    assert bitwise == [True] * 100
+    assert _cbuild.stats["c_builds"] == 1 and _cbuild.stats["c_loads"] == 1  # the C loop ran, built once
+
+
+def test_without_a_c_compiler_fused_true_warns_once_and_runs_the_compiled_reference(monkeypatch, tmp_path):
+    monkeypatch.setattr(_warn, "_WARNED", set())  # once per process: this test's process starts here
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("INNA_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(_cbuild, "_LIBRARIES", {})
+    monkeypatch.setattr(_cbuild, "_REASONS", {})
+    monkeypatch.setattr(_cbuild, "_compiler_state", {})
+    ran = []
+    monkeypatch.setattr(_compiled, "run", lambda reference, lists, *a: ran.append((reference, len(lists[0]))))
+    p = torch.randn(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    opt = INNA([p], fused=True)
+    with pytest.warns(
+        UserWarning, match=r"INNA\(fused=True\): the C loop cannot run here \(no working C compiler"
+    ) as w:
+        opt.step()
+        opt.step()
+    assert len(w) == 1 and "torch.compile runs instead" in str(w[0].message)
+    assert w[0].filename == __file__  # pointed at the user's step()
+    assert ran == [(F._single_tensor_inna, 1)] * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        INNA([p]).step()  # the default says nothing: foreach, as documented
+        monkeypatch.setenv("INNA_CPU_KERNEL", "0")
+        INNA([p], fused=True).step()  # asked for: nothing to say
 
 
 @needs_c
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_a_reference_with_sqrt_agrees_to_rounding(dtype):
-    # torch's vectorised CPU sqrt is not correctly rounded (1 ulp off on ~1% of float32 inputs); the C loop's is:
-    # no bitwise claim for square roots, only agreement to the last bits
-    fast, ref = run_generic(_adam_like, dict(b2=0.99, eps=1e-8), dtype)
-    rtol = {torch.float32: 1e-6, torch.float64: 1e-14, torch.bfloat16: 2e-2}[dtype]
-    for a, b in zip(fast, ref):
-        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol)
-
-
-def _unprintable(params, grads, lr, *, k):
-    for p, g in zip(params, grads):
-        p.sub_(lr * torch.exp(g) * k)
-
-
-def test_an_operation_the_c_printer_does_not_know_is_refused_not_miscompiled():
-    assert not _fused.c_kernel_available(_unprintable, (2, 1), torch.float32, dict(k=1.0))
+def test_fused_true_warns_once_when_some_tensors_take_the_reference(monkeypatch):
+    monkeypatch.setattr(_warn, "_WARNED", set())
+    p = torch.randn(4, 6)[:, ::2].detach().requires_grad_()  # a strided slice: not one dense block
+    q = torch.randn(5, requires_grad=True)
+    opt = INNA([p, q], lr=0.1, fused=True)
+    with pytest.warns(UserWarning, match="not one dense block") as w:
+        for _ in range(2):
+            p.grad, q.grad = torch.randn(4, 3), torch.randn(5)
+            opt.step()
+    assert len(w) == 1 and "ran the eager reference" in str(w[0].message)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,11 +290,11 @@ def test_compiled_route_unscales_and_skips_like_the_c_loop(monkeypatch, fresh_dy
         gs = [torch.randn_like(p) * 64 for p in ps]
         ref_gs = [g.clone() for g in gs]
         F._fused_inna(ps, gs, phs, 0.1, **STATIC, grad_scale=torch.tensor(64.0), found_inf=torch.tensor(found))
-        if not F.amp_default_route(ref_gs, torch.tensor(64.0), torch.tensor(found)):
+        if not _amp.unscale_and_check(ref_gs, torch.tensor(64.0), torch.tensor(found)):
             F._single_tensor_inna(ref_ps, ref_gs, ref_phs, 0.1, **STATIC)
         for a, b in zip(ps + phs + (gs if not found else []), ref_ps + ref_phs + (ref_gs if not found else [])):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    assert _fused.stats["compiled"] >= 1
+    assert _cbuild.stats["compiled"] >= 1
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -145,14 +145,16 @@ def test_foreach_groups_mixed_devices_dtypes(impl):
 @pytest.mark.parametrize("cpu_kernel", ["1", pytest.param("0", marks=pytest.mark.slow)], ids=["c-loop", "compiled"])
 def test_fused_matches_reference(fresh_dynamo, monkeypatch, shapes, hparams, cpu_kernel):
     """Both fused routes: the C loop (CPU) and, with INNA_CPU_KERNEL=0, torch.compile (what a GPU runs)."""
-    from inna.torch import _fused
+    from inna.torch import _compiled, _fused
 
     monkeypatch.setenv("INNA_CPU_KERNEL", cpu_kernel)
 
     ran = []
-    for name in ("_run_c", "_run_compiled"):
-        real = getattr(_fused, name)
-        monkeypatch.setattr(_fused, name, lambda *a, _real=real, _name=name, **k: (ran.append(_name), _real(*a, **k)))
+    for module, name, label in ((_fused, "_call", "c"), (_compiled, "run", "compiled")):
+        real = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda *a, _real=real, _label=label, **k: (ran.append(_label), _real(*a, **k))
+        )
 
     def grad_mask(k, i):
         return not (i == 1 and 3 <= k < 6) and k != 8
@@ -164,7 +166,7 @@ def test_fused_matches_reference(fresh_dynamo, monkeypatch, shapes, hparams, cpu
     # a fused kernel really ran (the C loop on CPU where it builds, else a compiled graph), not only the reference
     assert ran and len(set(ran)) == 1
     if cpu_kernel == "0":
-        assert set(ran) == {"_run_compiled"}
+        assert set(ran) == {"compiled"}
 
 
 @pytest.mark.slow

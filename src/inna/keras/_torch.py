@@ -4,9 +4,9 @@ Keras steps a custom optimizer one variable at a time in Python (``update_step``
 costs several kernel launches and Python dispatches per variable. Keras's built-in optimizers replace that loop with
 ``torch._foreach_*`` kernels over all variables; these functions do better for INNA and INNAprop, computing the
 same update as ``update_step`` (the tests prove the two equal in float64 and time both in
-``benchmarks/keras_step_time.py``) with :mod:`inna.torch`'s own paths: on CPU the C loop that :class:`inna.INNA` and
-:class:`inna.INNAprop` run by default (one pass over memory, printed from their references), elsewhere
-``torch._foreach_*`` kernels.
+``benchmarks/keras_step_time.py``) through :mod:`inna.torch`'s dispatch: on CPU the C loop that :class:`inna.INNA`
+and :class:`inna.INNAprop` run by default (one pass over memory), elsewhere ``torch._foreach_*`` kernels, the
+tensors grouped by device and dtype there.
 """
 
 from __future__ import annotations
@@ -16,18 +16,20 @@ from typing import Any
 
 import torch
 from keras import ops
+from torch import Tensor
 
-from ..formulas import inna_coefficients, innaprop_decay_phase_shift, rms_bias_correction
-from ..torch import _fused
-from ..torch.functional import _cpu_kernel_applies
+from ..formulas import rms_bias_correction
+from ..torch import _dispatch
+from ..torch._cbuild import Library
 from ..torch.functional import inna as inna_update
-from ..torch.innaprop import _CORE_ARITY, _innaprop_core
+from ..torch.innaprop import _c_loop_core, _foreach_core, _innaprop_core
 
-__all__ = ["STEPS", "inna_step", "innaprop_step"]
+__all__ = ["SHARED_COUNT_UPDATE", "STEPS", "inna_step", "innaprop_step"]
 
 
 def _scalar(value: Any) -> float:
-    return float(ops.convert_to_numpy(value))
+    # float() of the backend's tensor: NumPy 2's __array__ protocol would warn on every step
+    return float(ops.convert_to_tensor(value))
 
 
 def _as_dtype(grad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -36,7 +38,7 @@ def _as_dtype(grad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def inna_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: Any) -> None:
-    """INNA's update (``INNA.update_step``) on all ``variables`` at once."""
+    """INNA's update (``INNA.update_step``) on all ``variables`` at once, one call per weight-decay value."""
     lr = _scalar(learning_rate)
     first = opt._initial_scale != 0.0 and int(_scalar(opt._step_count())) == 0
     buckets: dict[float, tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]] = defaultdict(
@@ -69,42 +71,88 @@ def inna_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: A
 
 @torch.no_grad()
 def innaprop_step(opt: Any, grads: list[Any], variables: list[Any], learning_rate: Any) -> None:
-    """INNAprop's update (``INNAprop.update_step``) on all ``variables`` at once: on CPU INNAprop's C loop, one call
-    per weight-decay value (Keras counts steps per optimizer, so every variable shares the bias correction);
-    elsewhere ``torch._foreach_*`` kernels, one group per device and dtype."""
+    """INNAprop's update (``INNAprop.update_step``) on all ``variables`` at once, one call per weight-decay value
+    (Keras counts steps per optimizer, so every variable shares the bias correction)."""
     lr = _scalar(learning_rate)
     bias_correction = rms_bias_correction(opt.sigma, int(_scalar(opt._step_count())) + 1)
     hyper = dict(alpha=opt.alpha, beta=opt.beta, sigma=opt.sigma, eps=opt.epsilon, maximize=False)
-    by_decay = _by_decay(opt, grads, variables)
-    static = {wd: {**hyper, "weight_decay": wd} for wd in by_decay}
-    if all(_cpu_kernel_applies(lists[0], _innaprop_core, _CORE_ARITY, static[wd]) for wd, lists in by_decay.items()):
-        for wd, lists in by_decay.items():
-            _fused.elementwise_update(_innaprop_core, lists, (lr, bias_correction), static=static[wd])
-        return
-    c = inna_coefficients(lr, opt.alpha, opt.beta)
-    for wd, (thetas, _, _, phases) in by_decay.items():
-        if wd:
-            # the exact effect of theta <- (1 - lr wd) theta on the phase, theta read before the decay
-            torch._foreach_add_(phases, thetas, alpha=innaprop_decay_phase_shift(lr, wd, opt.alpha, opt.beta))
-            torch._foreach_mul_(thetas, 1 - lr * wd)
-    groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], ...]] = defaultdict(
-        lambda: ([], [], [], [])
-    )
-    for lists in by_decay.values():
-        for items in zip(*lists):
-            for lst, t in zip(groups[(items[0].device, items[0].dtype)], items):
-                lst.append(t)
-    for thetas, gs, vs, phases in groups.values():
-        torch._foreach_mul_(vs, opt.sigma)
-        torch._foreach_addcmul_(vs, gs, gs, value=1 - opt.sigma)
-        denoms = torch._foreach_sqrt(vs)
-        torch._foreach_mul_(denoms, bias_correction)
-        torch._foreach_add_(denoms, opt.epsilon)
-        # theta <- theta - lr phi - lr beta g / D ;  phi <- (1 - lr alpha) phi + lr (1 - alpha beta) g / D
-        torch._foreach_add_(thetas, phases, alpha=-c.theta_phase)
-        torch._foreach_addcdiv_(thetas, gs, denoms, value=-c.theta_grad)
-        torch._foreach_mul_(phases, c.phase_decay)
-        torch._foreach_addcdiv_(phases, gs, denoms, value=c.phase_grad)
+    for wd, lists in _by_decay(opt, grads, variables).items():
+        # foreach=None, fused=None: the C loop on CPU, foreach elsewhere
+        _dispatch.run(
+            SHARED_COUNT_UPDATE, lists, lr=lr, hyper={**hyper, "weight_decay": wd, "bias_correction": bias_correction}
+        )
+
+
+# ------------------------------------------------------------------ INNAprop with one step count for all tensors
+
+
+def _shared_count_reference(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    *,
+    bias_correction: float,
+    **hyper: Any,
+) -> None:
+    _innaprop_core(params, grads, exp_avg_sqs, phases, lr, bias_correction, **hyper)
+
+
+def _shared_count_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float,
+    *,
+    bias_correction: float,
+    **hyper: Any,
+) -> None:
+    _foreach_core(params, grads, exp_avg_sqs, phases, lr, [1 / bias_correction] * len(params), **hyper)
+
+
+def _shared_count_c_loop(
+    lib: Library,
+    lists: list[list[Tensor]],
+    lr: float,
+    hyper: dict[str, Any],
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> str | None:
+    hyper = dict(hyper)
+    correction = hyper.pop("bias_correction")
+    return _c_loop_core(lib, lists, lr, [correction] * len(lists[0]), hyper, grad_scale, found_inf)
+
+
+def _shared_count_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    phases: list[Tensor],
+    lr: float | Tensor,
+    *,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+    warn: bool = False,
+    **hyper: Any,
+) -> None:
+    lists = (params, grads, exp_avg_sqs, phases)
+    _dispatch.run_fused(SHARED_COUNT_UPDATE, lists, lr, hyper, grad_scale, found_inf, warn)
+
+
+#: INNAprop's update (:mod:`inna.torch.innaprop`'s core) for tensors that share one step count, given as the
+#: hyperparameter ``bias_correction`` (:func:`inna.formulas.rms_bias_correction` of the count): Keras counts steps
+#: per optimizer. Lists (params, grads, exp_avg_sqs, phases).
+SHARED_COUNT_UPDATE = _dispatch.Update(
+    "INNAprop",
+    ("params", "grads", "exp_avg_sqs", "phases"),
+    __name__,
+    "_shared_count_reference",
+    "_shared_count_foreach",
+    "_shared_count_fused",
+    _shared_count_c_loop,
+)
 
 
 def _by_decay(opt: Any, grads: list[Any], variables: list[Any]) -> dict[float, tuple[list[torch.Tensor], ...]]:

@@ -33,7 +33,9 @@ from ..formulas import (
     inna_coefficients,
     innaprop_decay_phase_shift,
     l2_coefficient,
+    machine_epsilon,
     psi_from_phase,
+    rms_bias_correction,
     stability_rule_broken,
     stability_warning_message,
 )
@@ -42,7 +44,38 @@ __all__ = ["INNA", "INNAprop"]
 
 _BASE_ARGS = """weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum, ema_overwrite_frequency,
             loss_scale_factor, gradient_accumulation_steps, name: Keras's own optimizer options, with their Keras
-            meaning (``weight_decay`` as described above)."""
+            meaning (``weight_decay`` as described above). ``name`` defaults to ``"inna"`` / ``"innaprop"``, the
+            prefix of the optimizer's variables."""
+
+
+def _eager_learning_rate(learning_rate: Any) -> tuple[float, float] | None:
+    """``(value, rtol)`` of a learning rate that has a value now: the value as a float and the machine epsilon of
+    the dtype it is stored in (0 for a Python number). ``None`` inside a trace, where it has none yet."""
+    if isinstance(learning_rate, (int, float)):  # a callable learning rate may return a Python number
+        return float(learning_rate), 0.0
+    if isinstance(learning_rate, keras.Variable):
+        learning_rate = learning_rate.value  # the backend's variable or tensor
+    if isinstance(learning_rate, keras.KerasTensor) or not _has_value(learning_rate):
+        return None
+    dtype = keras.backend.standardize_dtype(learning_rate.dtype)
+    # float() of the backend's scalar (its own __float__): ops.convert_to_numpy goes through np.array, which NumPy 2
+    # deprecates for tensors whose __array__ takes no copy= (TensorFlow's and PyTorch's today)
+    value = float(ops.convert_to_tensor(learning_rate))
+    return value, machine_epsilon(dtype) if "float" in dtype else 0.0
+
+
+def _has_value(tensor: Any) -> bool:
+    """Whether ``tensor`` has a concrete value: not inside ``tf.function`` on TensorFlow, not a tracer on JAX."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(tensor, jax.core.Tracer)
+    return True
 
 
 def _check(owner: str, name: str, value: Any, allowed: str, ok: Any) -> float:
@@ -89,12 +122,13 @@ class _InertialNewton(keras.optimizers.Optimizer):
         self._warn_if_unstable()
 
     def _warn_if_unstable(self) -> None:
-        """Warn once (at build) if the learning rate then breaks the linear-stability rule."""
-        try:
-            lr = float(ops.convert_to_numpy(self.learning_rate))
-        except Exception:  # a traced or symbolic learning rate: nothing to check eagerly
+        """Warn once (at build) if the learning rate then breaks the linear-stability rule beyond its rounding in the
+        dtype it is stored in (a float32 variable holds the default 0.1 as 0.10000000149)."""
+        read = _eager_learning_rate(self.learning_rate)
+        if read is None:  # built inside a trace (tf.function, jax.jit): the value is not known yet
             return
-        if stability_rule_broken(lr, self.alpha, self.beta):
+        lr, rtol = read
+        if stability_rule_broken(lr, self.alpha, self.beta, rtol=rtol):
             where = f"optimizer {self.name!r} (learning rate at build)"
             warnings.warn(
                 stability_warning_message(type(self).__name__, where, lr, self.alpha, self.beta),
@@ -117,12 +151,26 @@ class _InertialNewton(keras.optimizers.Optimizer):
         return self.iterations
 
     def _backend_update_step(self, grads: list[Any], trainable_variables: list[Any], learning_rate: Any) -> None:
-        if self._multi_tensor:
-            from . import _torch
-
-            _torch.STEPS[type(self).__name__](self, grads, trainable_variables, learning_rate)
+        step = self._multi_tensor_step() if self._multi_tensor else None
+        if step is not None:
+            step(self, grads, trainable_variables, learning_rate)
             return
         super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def _multi_tensor_step(self) -> Any:
+        """The PyTorch backend's all-variables step for this optimizer's update, or ``None`` for Keras's loop over
+        ``update_step``.
+
+        Found by class: the class in the MRO that defines the ``update_step`` in effect. When that is
+        :class:`INNA` or :class:`INNAprop` (a subclass that leaves ``update_step`` alone, whatever its name), the
+        fast step computes that update; a subclass with its own ``update_step`` gets its own update, per variable.
+        """
+        from . import _torch
+
+        owner = next(cls for cls in type(self).__mro__ if "update_step" in vars(cls))
+        if owner not in (INNA, INNAprop):
+            return None
+        return _torch.STEPS[owner.__name__]
 
     def psi(self, variable: Any) -> Any:
         r"""The paper's auxiliary variable :math:`\psi = (1 - \alpha\beta)\theta + \beta\phi` of ``variable``."""
@@ -172,7 +220,9 @@ class INNA(_InertialNewton):
         {base}
 
     The stability rule :math:`\gamma \le \beta`, :math:`\gamma\alpha < 2` is checked once, when the optimizer is
-    built, on the learning rate at that time (:class:`inna.INNAStabilityWarning`).
+    built, on the learning rate at that time, up to the rounding of the dtype it is stored in
+    (:func:`inna.formulas.stability_rule_broken`; the defaults' float32 :math:`\gamma = \beta` keeps it); breaking it
+    warns :class:`inna.INNAStabilityWarning`.
     """
 
     def __init__(
@@ -191,7 +241,7 @@ class INNA(_InertialNewton):
         ema_overwrite_frequency: int | None = None,
         loss_scale_factor: float | None = None,
         gradient_accumulation_steps: int | None = None,
-        name: str | None = None,
+        name: str = "inna",
         **kwargs: Any,
     ) -> None:
         if initial_speed is not None:
@@ -297,7 +347,7 @@ class INNAprop(_InertialNewton):
         ema_overwrite_frequency: int | None = None,
         loss_scale_factor: float | None = None,
         gradient_accumulation_steps: int | None = None,
-        name: str | None = None,
+        name: str = "innaprop",
         **kwargs: Any,
     ) -> None:
         sigma = _check("INNAprop", "sigma", sigma, "0 <= sigma < 1", lambda v: 0 <= v < 1)
@@ -322,13 +372,12 @@ class INNAprop(_InertialNewton):
         self.epsilon = epsilon
 
     def _bias_correction(self, dtype: str) -> Any:
-        r""":math:`1/\sqrt{1 - \sigma^t}` (:func:`inna.formulas.rms_bias_correction`), computed as
-        :math:`(-\mathrm{expm1}(t\ln\sigma))^{-1/2}` so that float32 keeps full relative accuracy (the float32
-        rounding of :math:`\sigma = 0.999` alone would move :math:`1 - \sigma` by 1.3e-5 relative)."""
-        if self.sigma == 0.0:
-            return ops.ones((), dtype)
+        r""":math:`1/\sqrt{1 - \sigma^t}` by :func:`inna.formulas.rms_bias_correction` with ``keras.ops.expm1``:
+        :math:`(-\mathrm{expm1}(t\ln\sigma))^{-1/2}`, with :math:`\ln\sigma` taken in double precision, keeps full
+        relative accuracy in float32 (the float32 rounding of :math:`\sigma = 0.999` alone would move
+        :math:`1 - \sigma` by 1.3e-5 relative)."""
         t = ops.cast(ops.add(self._step_count(), 1), dtype)
-        return ops.power(ops.negative(ops.expm1(ops.multiply(t, math.log(self.sigma)))), -0.5)
+        return rms_bias_correction(self.sigma, t, expm1=ops.expm1)  # 1 at sigma = 0
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         """One INNAprop step on ``variable`` (official semantics, phase form; see the class docstring)."""

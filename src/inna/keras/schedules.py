@@ -2,11 +2,12 @@ r"""The paper's power decay of the step, :math:`\gamma_k = \gamma_0/(1 + c\,k)^q
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 from keras import ops
+
+from ..formulas import check_power_decay_args, power_decay_factor
 
 __all__ = ["PowerDecay"]
 
@@ -19,7 +20,8 @@ class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
     :math:`k` the optimizer's iteration count (Keras calls the schedule with it at every step). INNA's theory needs
     only :math:`\sum_k\gamma_k = \infty` and :math:`\gamma_k = o(1/\log k)`, true for every :math:`q \in (0, 1]`;
     ``power=0`` keeps the step constant; ``scale`` :math:`c` stretches the clock (``1/steps_per_epoch`` decays
-    per epoch, smoothly). The Keras twin of :class:`inna.PowerDecayLR`.
+    per epoch, smoothly). The Keras twin of :class:`inna.PowerDecayLR`; the factor is
+    :func:`inna.formulas.power_decay_factor`.
 
     Args:
         initial_learning_rate: :math:`\gamma_0 \ge 0`.
@@ -32,9 +34,7 @@ class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
         self, initial_learning_rate: float, power: float = 0.5, scale: float = 1.0, name: str = "PowerDecay"
     ) -> None:
         super().__init__()
-        for arg, value in (("initial_learning_rate", initial_learning_rate), ("power", power), ("scale", scale)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Invalid {arg} value: {value!r} (PowerDecay requires 0 <= {arg} < inf)")
+        check_power_decay_args("PowerDecay", initial_learning_rate=initial_learning_rate, power=power, scale=scale)
         self.initial_learning_rate = float(initial_learning_rate)
         self.power = float(power)
         self.scale = float(scale)
@@ -43,7 +43,7 @@ class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step: Any) -> Any:
         initial = ops.convert_to_tensor(self.initial_learning_rate)
         k = ops.cast(step, initial.dtype)
-        return ops.multiply(initial, ops.power(ops.add(ops.multiply(k, self.scale), 1.0), -self.power))
+        return ops.multiply(initial, power_decay_factor(k, self.power, self.scale))
 
     def get_config(self) -> dict[str, Any]:
         return {

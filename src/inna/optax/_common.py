@@ -74,17 +74,29 @@ def check_hyperparameters(optimizer: str, values: dict[str, Any], ranges: dict[s
 
 
 def warn_if_unstable(optimizer: str, learning_rate: Any, alpha: Any, beta: Any, stacklevel: int) -> None:
-    """Warn (:class:`inna.INNAStabilityWarning`) when a constant learning rate breaks INNA's stability rule.
+    """Warn (:class:`inna.INNAStabilityWarning`) when a constant learning rate breaks INNA's stability rule beyond
+    the rounding of the dtype the hyperparameters are stored in (a float32 ``jnp.asarray(0.1)`` is 0.10000000149:
+    equal to ``beta = 0.1`` within it).
 
     Schedules and traced values cannot be judged when the transformation is built; they are not warned about.
     """
-    values = [_concrete_float(optimizer, n, v) for n, v in (("lr", learning_rate), ("alpha", alpha), ("beta", beta))]
+    named = (("lr", learning_rate), ("alpha", alpha), ("beta", beta))
+    values = [_concrete_float(optimizer, n, v) for n, v in named]
     if any(v is None for v in values):
         return
     lr, a, b = values
-    if formulas.stability_rule_broken(lr, a, b):
+    rtol = max(_rounding(v) for _, v in named)
+    if formulas.stability_rule_broken(lr, a, b, rtol=rtol):
         message = formulas.stability_warning_message(optimizer, "the constant learning_rate", lr, a, b)
         warnings.warn(message, formulas.INNAStabilityWarning, stacklevel=stacklevel + 1)
+
+
+def _rounding(value: Any) -> float:
+    """The relative rounding of a stored hyperparameter: its floating dtype's epsilon, 0 for a Python number."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        return 0.0
+    return float(jnp.finfo(dtype).eps)
 
 
 def decay_rates(weight_decay: Any, mask: Any, tree: Any) -> Any:

@@ -88,15 +88,16 @@ def _transformation(
     weight_decay: Any,
     decoupled_weight_decay: bool,
     mask: Any,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     decays = not is_static_zero(weight_decay)
 
     def init_fn(params: optax.Params) -> ScaleByInnaState:
         return ScaleByInnaState(count=jnp.zeros([], jnp.int32), phase=optax.tree.zeros_like(params))
 
     def update_fn(
-        updates: optax.Updates, state: ScaleByInnaState, params: optax.Params | None = None
+        updates: optax.Updates, state: ScaleByInnaState, params: optax.Params | None = None, **extra_args: Any
     ) -> tuple[optax.Updates, ScaleByInnaState]:
+        del extra_args  # optax's calling convention (e.g. value=loss): accepted, not needed by the step
         if decays and params is None:
             raise ValueError(NO_PARAMS_MSG)
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
@@ -130,7 +131,7 @@ def _transformation(
         new_updates, phase = unzip(pairs, updates, 2)
         return new_updates, ScaleByInnaState(count=optax.safe_increment(state.count), phase=phase)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def scale_by_inna(
@@ -139,7 +140,7 @@ def scale_by_inna(
     beta: float = 0.1,
     *,
     initial_speed: float | None = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""The INNA step on the incoming updates, learning rate included (a building block; see :func:`inna`).
 
     It never needs ``params``, so it composes after any transformation of the gradient, e.g.
@@ -152,7 +153,7 @@ def scale_by_inna(
         alpha, beta, initial_speed: as in :func:`inna`.
 
     Returns:
-        An :class:`optax.GradientTransformation` with state :class:`ScaleByInnaState`.
+        An :class:`optax.GradientTransformationExtraArgs` with state :class:`ScaleByInnaState`.
     """
     check_hyperparameters(
         _NAME,
@@ -172,7 +173,7 @@ def inna(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     mask: Any = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""INNA, the Inertial Newton Algorithm of Castera, Bolte, Févotte and Pauwels (JMLR 2021), for optax.
 
     The same algorithm, defaults and options as the PyTorch :class:`inna.INNA`, to float64 round-off:
@@ -209,7 +210,7 @@ def inna(
             :func:`optax.inject_hyperparams` pass a callable mask in ``static_args``.
 
     Returns:
-        An :class:`optax.GradientTransformation` with state :class:`ScaleByInnaState`. ``update`` needs
+        An :class:`optax.GradientTransformationExtraArgs` with state :class:`ScaleByInnaState`. ``update`` needs
         ``params`` when ``weight_decay`` is not a static 0 (an array weight decay, as
         :func:`optax.inject_hyperparams` makes, counts as nonzero).
 

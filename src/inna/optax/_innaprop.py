@@ -81,7 +81,7 @@ def _transformation(
     eps: Any,
     weight_decay: Any,
     mask: Any,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     decays = not is_static_zero(weight_decay)
 
     def init_fn(params: optax.Params) -> ScaleByInnapropState:
@@ -90,8 +90,9 @@ def _transformation(
         )
 
     def update_fn(
-        updates: optax.Updates, state: ScaleByInnapropState, params: optax.Params | None = None
+        updates: optax.Updates, state: ScaleByInnapropState, params: optax.Params | None = None, **extra_args: Any
     ) -> tuple[optax.Updates, ScaleByInnapropState]:
+        del extra_args  # optax's calling convention (e.g. value=loss): accepted, not needed by the step
         if decays and params is None:
             raise ValueError(NO_PARAMS_MSG)
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
@@ -128,7 +129,7 @@ def _transformation(
         new_updates, phase, nu = unzip(triples, updates, 3)
         return new_updates, ScaleByInnapropState(count=optax.safe_increment(state.count), phase=phase, nu=nu)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def scale_by_innaprop(
@@ -138,14 +139,14 @@ def scale_by_innaprop(
     *,
     sigma: float = 0.999,
     eps: float = 1e-8,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""The INNAprop step without weight decay, learning rate included (a building block; see :func:`innaprop`).
 
     It never needs ``params``. Its updates are the full step :math:`\theta_{k+1} - \theta_k`: do not follow it by
     :func:`optax.scale_by_learning_rate`.
 
     Returns:
-        An :class:`optax.GradientTransformation` with state :class:`ScaleByInnapropState`.
+        An :class:`optax.GradientTransformationExtraArgs` with state :class:`ScaleByInnapropState`.
     """
     values = dict(learning_rate=learning_rate, alpha=alpha, beta=beta, sigma=sigma, eps=eps, weight_decay=0.0)
     check_hyperparameters(_NAME, values, _RANGES)
@@ -162,7 +163,7 @@ def innaprop(
     eps: float = 1e-8,
     weight_decay: float = 0.01,
     mask: Any = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     r"""INNAprop (Bolte, Boustany, Pauwels, Purica, 2024) for optax: INNA on the RMSprop-scaled gradient, with
     AdamW-style decoupled weight decay. The official defaults and semantics (see the module docstring).
 
@@ -177,14 +178,17 @@ def innaprop(
         sigma: the second-moment decay :math:`\sigma \in [0, 1)` (default 0.999; the authors use 0.99 for
             language-model pre-training).
         eps: :math:`\varepsilon \ge 0`, added outside the square root (default 1e-8).
-        weight_decay: :math:`\lambda \ge 0` (default 0.01), applied as :math:`\theta \leftarrow
-            (1 - \gamma\lambda)\theta` before the step (its effect on the phase is exact).
+        weight_decay: :math:`\lambda \ge 0` (default 0.01, the official INNAprop default), applied as
+            :math:`\theta \leftarrow (1 - \gamma\lambda)\theta` before the step (its effect on the phase is
+            exact). It is 100 times :func:`optax.adamw`'s default (1e-4): the decay moves the end point away from
+            the objective's minimum (see docs/optax.md); pass ``weight_decay=1e-4`` to compare with a default
+            ``adamw``, or 0 to turn it off.
         mask: which leaves are decayed, as in :func:`optax.add_decayed_weights` (a pytree of booleans or a
             callable returning one from the params; a callable mask goes in ``static_args`` of
             :func:`optax.inject_hyperparams`).
 
     Returns:
-        An :class:`optax.GradientTransformation` with state :class:`ScaleByInnapropState`. ``update`` needs
+        An :class:`optax.GradientTransformationExtraArgs` with state :class:`ScaleByInnapropState`. ``update`` needs
         ``params`` unless ``weight_decay`` is a static 0.
 
     To maximize, ``optax.chain(optax.scale(-1.0), innaprop(...))``. Complex params are scaled per real component

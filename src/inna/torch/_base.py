@@ -18,10 +18,7 @@ and parametrised by each class's name, state keys and hyperparameter ranges:
 from __future__ import annotations
 
 import math
-import os
-import sys
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -30,7 +27,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..formulas import INNAStabilityWarning, psi_from_phase, stability_rule_broken, stability_warning_message
-from .functional import amp_default_route
+from ._amp import amp_scalars, unscale_and_check
+from ._warn import caller_stacklevel
 
 __all__ = ["InnaFamilyOptimizer", "Range", "master_dtype"]
 
@@ -50,15 +48,6 @@ def master_dtype(param: Tensor, state_dtype: torch.dtype | None) -> torch.dtype 
     if state_dtype is None or _FLOAT_RANK.get(param.dtype, 99) >= _FLOAT_RANK[state_dtype]:
         return None
     return state_dtype
-
-
-def caller_stacklevel() -> int:
-    """The stacklevel that points a warning at the first frame outside inna and torch (the user's step())."""
-    frame, level = sys._getframe(1), 1
-    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))  # inna/, torch/
-    while frame is not None and frame.f_code.co_filename.startswith(inside):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def as_float(optimizer: str, name: str, value: Any) -> float:
@@ -193,10 +182,10 @@ class InnaFamilyOptimizer(Optimizer):
         route here instead (one host read of ``found_inf``): an initial state may need the unscaled gradient
         (INNA's initial phase), and a skipped first step must create no state."""
         # GradScaler sets these two attributes around step() (see _step_supports_amp_scaling).
-        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        grad_scale, found_inf = amp_scalars(getattr(self, "grad_scale", None), getattr(self, "found_inf", None))
         if (grad_scale is not None or found_inf is not None) and self._some_state_missing():
             grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
-            if amp_default_route(grads, grad_scale, found_inf):
+            if unscale_and_check(grads, grad_scale, found_inf):
                 return None
             return None, None
         return grad_scale, found_inf
@@ -208,6 +197,15 @@ class InnaFamilyOptimizer(Optimizer):
             for p in group["params"]
         )
 
+    # ------------------------------------------------------------------------------------------- warnings
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """Warn ``message`` (a UserWarning, pointed at the user's ``step()``) the first time ``key`` comes up."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if key not in warned:
+            warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
+
     # ------------------------------------------------------------------------------------ stability warning
 
     def _maybe_warn_unstable(self) -> None:
@@ -216,13 +214,14 @@ class InnaFamilyOptimizer(Optimizer):
 
     def _warn_if_unstable(self) -> None:
         for i, group in enumerate(self.param_groups):
-            lr = group["lr"]
+            lr, rtol = group["lr"], 0.0
             if isinstance(lr, Tensor):
                 if lr.device.type != "cpu":
                     continue  # reading it would synchronise the device every step
-                lr = lr.item()
+                # a Tensor lr holds beta only to its dtype's precision (0.1 in float32 reads back 0.10000000149)
+                lr, rtol = lr.item(), torch.finfo(lr.dtype).eps if lr.is_floating_point() else 0.0
             alpha, beta = group["alpha"], group["beta"]
-            if stability_rule_broken(lr, alpha, beta):
+            if stability_rule_broken(lr, alpha, beta, rtol=rtol):
                 self._warned_unstable = True
                 warnings.warn(
                     stability_warning_message(self.NAME, f"param group {i}", lr, alpha, beta),
@@ -241,25 +240,48 @@ class InnaFamilyOptimizer(Optimizer):
         so holds no per-parameter state). The state is checked against this optimizer before anything changes:
         a state dict that is not a dict, comes from another optimizer (another group layout or other state
         keys), from another model (other group sizes or parameter shapes) or has out-of-range hyperparameters
-        raises ``ValueError`` saying what does not match, and leaves the optimizer as it was.
+        raises ``ValueError`` saying what does not match, and leaves the optimizer as it was. A step counter
+        saved as a number or a 1-element tensor loads as a 0-dim float32 tensor, as ``torch.optim.AdamW`` does.
+
+        The check runs as the last ``load_state_dict`` pre-hook (after the user's, which may rewrite the state
+        dict), and the high-precision state (``state_dtype``) comes back exactly as saved in a post-hook that runs
+        before the user's.
         """
         self._check_is_state_dict(state_dict)
-        state_dict = state_dict.copy()
-        for hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = hook(self, state_dict)
-            if result is not None:
-                state_dict = result
-        keep_dtype = self._check_loadable(state_dict)
-        hooks = self._optimizer_load_state_dict_pre_hooks
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()  # already applied above
+        keep_dtype: list[tuple[Tensor, str, Tensor]] = []
+
+        def check(optimizer: Optimizer, loaded: dict[str, Any]) -> dict[str, Any]:
+            keep_dtype.extend(self._check_loadable(loaded))
+            return self._with_tensor_counters(loaded)
+
+        def restore(optimizer: Optimizer) -> None:
+            # the base class casts floating state to the parameter's dtype; a high-precision state must come
+            # back exactly as saved
+            for param, key, saved in keep_dtype:
+                self.state[param][key] = saved.to(device=param.device, copy=True)
+
+        pre = self.register_load_state_dict_pre_hook(check)
+        post = self.register_load_state_dict_post_hook(restore, prepend=True)
         try:
             super().load_state_dict(state_dict)
         finally:
-            self._optimizer_load_state_dict_pre_hooks = hooks
-        # The base class casts floating state to the parameter's dtype; a high-precision state (state_dtype)
-        # must come back exactly as saved.
-        for param, key, saved in keep_dtype:
-            self.state[param][key] = saved.to(device=param.device, copy=True)
+            pre.remove()
+            post.remove()
+
+    def _with_tensor_counters(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """``state_dict`` (a copy where something changes) with every step counter a 0-dim float32 tensor."""
+        if not self.SCALAR_STATE_KEYS:
+            return state_dict
+        states = {}
+        for index, value in state_dict["state"].items():
+            if isinstance(value, dict):
+                value = dict(value)
+            for key in self.SCALAR_STATE_KEYS & (value.keys() if isinstance(value, dict) else set()):
+                count = value[key]
+                count = count.detach() if isinstance(count, Tensor) else torch.tensor(float(count))
+                value[key] = count.to(torch.float32, copy=True).reshape(())
+            states[index] = value
+        return {**state_dict, "state": states}
 
     def _check_is_state_dict(self, state_dict: Any) -> None:
         if (
@@ -276,85 +298,104 @@ class InnaFamilyOptimizer(Optimizer):
         return f"this state dict was not saved by {self.NAME}"
 
     def _check_loadable(self, state_dict: dict[str, Any]) -> list[tuple[Tensor, str, Tensor]]:
-        name_ = self.NAME
-        where_ = f"{name_}.load_state_dict"
+        """Raise ValueError when ``state_dict`` cannot be loaded here; return the saved high-precision state
+        tensors to keep as saved, as ``(parameter, state key, tensor)``."""
         self._check_is_state_dict(state_dict)
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
-                f"{where_}: the state dict has {len(saved_groups)} parameter groups, "
+                f"{self.NAME}.load_state_dict: the state dict has {len(saved_groups)} parameter groups, "
                 f"this optimizer has {len(self.param_groups)}"
             )
-        ours = self._group_keys()
-        family = frozenset().union(*(cls._group_keys() for cls in InnaFamilyOptimizer._family))
         index_to_param: dict[Any, tuple[int, Tensor, str]] = {}
         for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
-                raise ValueError(f"{where_}: parameter group {g} is not a dict with a 'params' list")
-            keys = sorted(k for k in saved if k != "params")
-            missing = [k for k in self.REQUIRED_GROUP_KEYS if k not in saved]
-            if missing:
-                raise ValueError(
-                    f"{where_}: parameter group {g} lacks {missing}: {self._not_saved_by_us(state_dict)} "
-                    f"(its group keys are {keys})"
-                )
-            # an INNA-family sibling's options (INNAprop's sigma in an INNA state dict, say) mean another
-            # optimizer, even in a state dict saved before any step, which has no per-parameter state to tell
-            foreign = sorted((set(saved) & (family | self.FOREIGN_GROUP_KEYS)) - ours - _BOOKKEEPING_GROUP_KEYS)
-            if foreign:
-                raise ValueError(
-                    f"{where_}: parameter group {g} has {foreign}, which {name_} does not have: "
-                    f"{self._not_saved_by_us(state_dict)} (its group keys are {keys})"
-                )
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(
-                    f"{where_}: parameter group {g} has {len(saved['params'])} parameters in the state "
-                    f"dict and {len(group['params'])} in this optimizer: the state dict comes from another model"
-                )
-            try:
-                self._check_hyperparameters({**self.BACKFILL, **saved})
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"{where_}: parameter group {g}: {err}") from err
+            self._check_group(g, saved, group, state_dict)
             names = group.get("param_names") or [""] * len(group["params"])
             for i, (key, param, name) in enumerate(zip(saved["params"], group["params"], names)):
                 index_to_param[key] = (g, param, name or f"#{i}")
         keep_dtype: list[tuple[Tensor, str, Tensor]] = []
         for key, value in state_dict["state"].items():
-            if key not in index_to_param:
-                continue
-            g, param, name = index_to_param[key]
-            # load_state_dict replaces a group's options by the saved ones, state_dtype included
-            wanted = master_dtype(param, saved_groups[g].get("state_dtype"))
-            where = f"parameter {name} of group {g}"
-            if not isinstance(value, dict) or set(value) - self.STATE_KEYS or self.REQUIRED_STATE_KEYS - set(value):
-                keys = sorted(value) if isinstance(value, dict) else type(value).__name__
-                raise ValueError(
-                    f"{where_}: the state of {where} has keys {keys}, {name_} keeps "
-                    f"{sorted(self.STATE_KEYS)}: {self._not_saved_by_us(state_dict)}"
-                )
-            for state_key, tensor in value.items():
-                if state_key in self.SCALAR_STATE_KEYS:
-                    if not isinstance(tensor, (Tensor, int, float)) or (
-                        isinstance(tensor, Tensor) and (tensor.numel() != 1 or tensor.is_complex())
-                    ):
-                        raise ValueError(
-                            f"{where_}: the saved {state_key} of {where} must be a number or a 1-element real "
-                            f"tensor, got {tensor!r:.80}"
-                        )
-                    continue
-                if isinstance(tensor, Tensor) and (
-                    tensor.is_complex() != param.is_complex() or not (tensor.is_floating_point() or tensor.is_complex())
-                ):
-                    raise ValueError(
-                        f"{where_}: the saved {state_key} of {where} has dtype {tensor.dtype} but the "
-                        f"parameter has dtype {param.dtype}: the state dict comes from another model"
-                    )
-                if not isinstance(tensor, Tensor) or tensor.shape != param.shape:
-                    shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-                    raise ValueError(
-                        f"{where_}: the saved {state_key} of {where} has shape {shape} but the parameter "
-                        f"has shape {tuple(param.shape)}: the state dict comes from another model"
-                    )
-                if wanted is not None and tensor.dtype == wanted:
-                    keep_dtype.append((param, state_key, tensor))
+            if key in index_to_param:
+                g, param, name = index_to_param[key]
+                # load_state_dict replaces a group's options by the saved ones, state_dtype included
+                wanted = master_dtype(param, saved_groups[g].get("state_dtype"))
+                self._check_state(f"parameter {name} of group {g}", value, param, state_dict)
+                if wanted is not None:
+                    keep_dtype += [
+                        (param, k, t)
+                        for k, t in value.items()
+                        if k not in self.SCALAR_STATE_KEYS and _dtype(t) == wanted
+                    ]
         return keep_dtype
+
+    def _check_group(self, g: int, saved: Any, group: dict[str, Any], state_dict: dict[str, Any]) -> None:
+        """Raise ValueError when the saved parameter group ``g`` does not fit this optimizer's ``group``."""
+        where_ = f"{self.NAME}.load_state_dict: parameter group {g}"
+        if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
+            raise ValueError(f"{where_} is not a dict with a 'params' list")
+        keys = sorted(k for k in saved if k != "params")
+        missing = [k for k in self.REQUIRED_GROUP_KEYS if k not in saved]
+        if missing:
+            raise ValueError(
+                f"{where_} lacks {missing}: {self._not_saved_by_us(state_dict)} (its group keys are {keys})"
+            )
+        # an INNA-family sibling's options (INNAprop's sigma in an INNA state dict, say) mean another optimizer,
+        # even in a state dict saved before any step, which has no per-parameter state to tell
+        family = frozenset().union(*(cls._group_keys() for cls in InnaFamilyOptimizer._family))
+        foreign = (set(saved) & (family | self.FOREIGN_GROUP_KEYS)) - self._group_keys() - _BOOKKEEPING_GROUP_KEYS
+        if foreign:
+            raise ValueError(
+                f"{where_} has {sorted(foreign)}, which {self.NAME} does not have: "
+                f"{self._not_saved_by_us(state_dict)} (its group keys are {keys})"
+            )
+        if len(saved["params"]) != len(group["params"]):
+            raise ValueError(
+                f"{where_} has {len(saved['params'])} parameters in the state dict and {len(group['params'])} in "
+                "this optimizer: the state dict comes from another model"
+            )
+        try:
+            self._check_hyperparameters({**self.BACKFILL, **saved})
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{where_}: {err}") from err
+
+    def _check_state(self, where: str, value: Any, param: Tensor, state_dict: dict[str, Any]) -> None:
+        """Raise ValueError when ``value``, the saved state of ``param`` (``where``), does not fit it."""
+        where_ = f"{self.NAME}.load_state_dict"
+        if not isinstance(value, dict) or set(value) - self.STATE_KEYS or self.REQUIRED_STATE_KEYS - set(value):
+            keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise ValueError(
+                f"{where_}: the state of {where} has keys {keys}, {self.NAME} keeps "
+                f"{sorted(self.STATE_KEYS)}: {self._not_saved_by_us(state_dict)}"
+            )
+        for state_key, tensor in value.items():
+            if state_key in self.SCALAR_STATE_KEYS:
+                if not _is_count(tensor):
+                    raise ValueError(
+                        f"{where_}: the saved {state_key} of {where} must be a number or a 1-element real "
+                        f"tensor, got {tensor!r:.80}"
+                    )
+                continue
+            if isinstance(tensor, Tensor) and (
+                tensor.is_complex() != param.is_complex() or not (tensor.is_floating_point() or tensor.is_complex())
+            ):
+                raise ValueError(
+                    f"{where_}: the saved {state_key} of {where} has dtype {tensor.dtype} but the "
+                    f"parameter has dtype {param.dtype}: the state dict comes from another model"
+                )
+            if not isinstance(tensor, Tensor) or tensor.shape != param.shape:
+                shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+                raise ValueError(
+                    f"{where_}: the saved {state_key} of {where} has shape {shape} but the parameter "
+                    f"has shape {tuple(param.shape)}: the state dict comes from another model"
+                )
+
+
+def _dtype(value: Any) -> torch.dtype | None:
+    return value.dtype if isinstance(value, Tensor) else None
+
+
+def _is_count(value: Any) -> bool:
+    """A step counter as a state dict may hold it: a real number, or a 1-element real tensor."""
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex()
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -40,25 +40,27 @@ Implementations
     It accepts a Tensor ``lr`` (also one that requires grad, for ``differentiable=True``) and is
     what ``torch.compile`` traces.
 ``_multi_tensor_inna``
-    ``torch._foreach_*`` kernels over all tensors of one device and dtype at once (four passes).
-``_fused_inna``
-    One pass that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`, through
-    :func:`inna.torch._fused.elementwise_update`: on CPU a C loop printed from the reference's ``make_fx``
-    trace (bitwise the reference's result; the CPU default when a C compiler is found), elsewhere the reference
-    compiled by ``torch.compile``.
+    ``torch._foreach_*`` kernels over the tensors of one device and dtype (four passes).
+``_c_loop_inna``
+    One pass that reads :math:`\theta, g, \phi` and writes :math:`\theta, \phi`: the C loop of
+    ``kernels/inna_kernels.c`` (:mod:`inna.torch._fused`), the reference's operations in their order and rounding,
+    so bitwise its result; every hyperparameter is an argument of the loop. Elsewhere (CUDA, or no C compiler) the
+    fused path is the reference compiled by ``torch.compile``.
+
+:mod:`inna.torch._dispatch` picks the path and groups the tensors by device and dtype.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .. import formulas
 from ..formulas import l2_coefficient
-from . import _fused
+from . import _dispatch, _fused
+from ._cbuild import Library
 
 __all__ = ["initial_phase", "inna", "l2_coefficient", "phase_from_psi", "psi_from_phase"]
 
@@ -102,10 +104,6 @@ def phase_from_psi(param: Tensor, psi: Tensor, *, alpha: float, beta: float) -> 
     return formulas.phase_from_psi(param.detach(), psi, alpha, beta)
 
 
-def _as_real(tensors: list[Tensor]) -> list[Tensor]:
-    return [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
-
-
 def _single_tensor_inna(
     params: list[Tensor],
     grads: list[Tensor],
@@ -131,21 +129,6 @@ def _single_tensor_inna(
         phase.mul_(c.phase_decay).add_(c.phase_grad * g)
 
 
-def _group_by_device_and_dtype(*lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
-    """The lists split by the device and dtype of the first list's tensors (one group, copied, in the common
-    case where they all share them)."""
-    if lists and lists[0] and _fused.same_device_and_dtype(lists[0]):
-        return [tuple(list(ts) for ts in lists)]
-    groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], ...]] = defaultdict(
-        lambda: tuple([] for _ in lists)
-    )
-    for items in zip(*lists):
-        bucket = groups[(items[0].device, items[0].dtype)]
-        for out, item in zip(bucket, items):
-            out.append(item)
-    return list(groups.values())
-
-
 def _multi_tensor_inna(
     params: list[Tensor],
     grads: list[Tensor],
@@ -157,17 +140,49 @@ def _multi_tensor_inna(
     l2: float,
     maximize: bool,
 ) -> None:
+    """The update with ``torch._foreach_*`` kernels, on tensors of one device and dtype."""
     sign = -1.0 if maximize else 1.0
     c = formulas.inna_coefficients(lr, alpha, beta)
-    for dev_params, dev_grads, dev_phases in _group_by_device_and_dtype(params, grads, phases):
-        dev_params, dev_grads, dev_phases = _as_real(dev_params), _as_real(dev_grads), _as_real(dev_phases)
-        if l2 != 0:
-            # sign * (g + sign * l2 * theta) = sign * g + l2 * theta; the sign is folded into alpha below.
-            dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=sign * l2)
-        torch._foreach_add_(dev_params, dev_phases, alpha=-c.theta_phase)
-        torch._foreach_add_(dev_params, dev_grads, alpha=-c.theta_grad * sign)
-        torch._foreach_mul_(dev_phases, c.phase_decay)
-        torch._foreach_add_(dev_phases, dev_grads, alpha=c.phase_grad * sign)
+    params, grads, phases = _as_real(params), _as_real(grads), _as_real(phases)
+    if l2 != 0:
+        # sign * (g + sign * l2 * theta) = sign * g + l2 * theta; the sign is folded into alpha below.
+        grads = torch._foreach_add(grads, params, alpha=sign * l2)
+    torch._foreach_add_(params, phases, alpha=-c.theta_phase)
+    torch._foreach_add_(params, grads, alpha=-c.theta_grad * sign)
+    torch._foreach_mul_(phases, c.phase_decay)
+    torch._foreach_add_(phases, grads, alpha=c.phase_grad * sign)
+
+
+def _as_real(tensors: list[Tensor]) -> list[Tensor]:
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+
+def _c_loop_inna(
+    lib: Library,
+    lists: list[list[Tensor]],
+    lr: float,
+    hyper: dict[str, Any],
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> str | None:
+    """The C loop on one group of plain CPU tensors (complex ones as real views); see :class:`_dispatch.Update`."""
+    alpha, beta, l2 = hyper["alpha"], hyper["beta"], hyper["l2"]
+    c = formulas.inna_coefficients(lr, alpha, beta)
+    scalars = (-1.0 if hyper["maximize"] else 1.0, l2, beta, c.theta_phase, c.phase_decay, c.phase_grad)
+
+    def reference(sub: list[list[Tensor]], _: list[float]) -> None:
+        _single_tensor_inna(*sub, lr, **hyper)
+
+    return _fused.elementwise_update(
+        _fused.INNA_KERNEL,
+        lib,
+        lists,
+        scalars,
+        decay_on=l2 != 0,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+        fallback=reference,
+    )
 
 
 def _fused_inna(
@@ -176,60 +191,25 @@ def _fused_inna(
     phases: list[Tensor],
     lr: float | Tensor,
     *,
-    alpha: float,
-    beta: float,
-    l2: float,
-    maximize: bool,
     grad_scale: Tensor | None = None,
     found_inf: Tensor | None = None,
+    warn: bool = False,
+    **hyper: Any,
 ) -> None:
-    # One call per (device, dtype) group: on CPU a C loop printed from the reference's trace (bitwise equal to
-    # it), elsewhere the reference compiled by torch.compile; see inna.torch._fused.
-    _fused.elementwise_update(
-        _single_tensor_inna,
-        (params, grads, phases),
-        (lr,),
-        static=dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize),
-        grad_index=1,
-        grad_scale=grad_scale,
-        found_inf=found_inf,
-    )
+    """The fused path: the C loop on CPU, the reference compiled by torch.compile elsewhere."""
+    _dispatch.run_fused(UPDATE, (params, grads, phases), lr, hyper, grad_scale, found_inf, warn)
 
 
-def amp_default_route(grads: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
-    """``torch.amp.GradScaler``'s default route on ``grads``: unscale them in place by the scaler's inverse scale;
-    return True when ``found_inf`` says the step must be skipped (a host read of ``found_inf``)."""
-    return _fused._unscale_and_check(grads, grad_scale, found_inf)
-
-
-def _amp_prologue(
-    grads: list[Tensor],
-    masters: list[Tensor | None] | None,
-    fused: bool | None,
-    grad_scale: Tensor | None,
-    found_inf: Tensor | None,
-) -> tuple[bool, Tensor | None, Tensor | None]:
-    """What a functional update does with GradScaler's inputs before it runs: ``(skip, grad_scale, found_inf)``.
-
-    The fused path takes them into its kernel; the others take the scaler's default route here (unscale in place,
-    skip on an inf). Master copies are unscaled here too, before the upcast, in the gradients' own dtype, as the
-    scaler's default route does."""
-    if not fused and (grad_scale is not None or found_inf is not None):
-        if amp_default_route(grads, grad_scale, found_inf):
-            return True, None, None
-        return False, None, None
-    if grad_scale is not None and masters is not None and any(m is not None for m in masters):
-        torch._foreach_mul_(grads, grad_scale.double().reciprocal().float().to(grads[0].device))
-        grad_scale = None
-    return False, grad_scale, found_inf
-
-
-def _lr_value(lr: float | Tensor, keep_tensor: bool) -> float | Tensor:
-    if isinstance(lr, Tensor):
-        if keep_tensor:
-            return lr.reshape(())
-        return lr.item()
-    return lr
+#: INNA, as :mod:`inna.torch._dispatch` runs it.
+UPDATE = _dispatch.Update(
+    "INNA",
+    ("params", "grads", "phases"),
+    __name__,
+    "_single_tensor_inna",
+    "_multi_tensor_inna",
+    "_fused_inna",
+    _c_loop_inna,
+)
 
 
 def inna(
@@ -263,135 +243,25 @@ def inna(
         weight_decay, decoupled_weight_decay: see :class:`inna.INNA`.
         maximize: ascend instead of descend (the gradient is negated out of place).
         foreach, fused: which implementation to use; both ``None`` picks, on CPU, the C loop where it builds
-            (:mod:`inna.torch._fused`), else ``foreach`` unless ``differentiable`` or some tensor is not a plain
+            (:mod:`inna.torch._dispatch`), else ``foreach`` unless ``differentiable`` or some tensor is not a plain
             dense tensor.
         differentiable: keep autograd recording through the update (reference path only).
-        grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route (device tensors, never read on the host by
-            the fused path): the gradients are unscaled by the scaler's inverse scale (and left unscaled in
-            ``grads``, as the scaler's default route leaves them) and nothing changes when ``found_inf`` is
+        grad_scale, found_inf: ``torch.amp.GradScaler``'s fused route (1-element device tensors, never read on the
+            host by the fused path): the gradients are unscaled by the scaler's inverse scale (and left unscaled
+            in ``grads``, as the scaler's default route leaves them) and nothing changes when ``found_inf`` is
             nonzero. The other paths do the same the scaler's default way (one host read of ``found_inf``).
     """
-    if not (len(params) == len(grads) == len(phases)):
-        raise ValueError(
-            f"INNA: params, grads and phases must have the same length, got {len(params)}, {len(grads)}, {len(phases)}"
-        )
-    if foreach and fused:
-        raise RuntimeError("INNA: `fused` and `foreach` cannot both be True")
-    if differentiable and (foreach or fused):
-        raise RuntimeError("INNA: `differentiable=True` is only supported by the single-tensor path")
-    if not params:
-        return
-    skip, grad_scale, found_inf = _amp_prologue(grads, masters, fused, grad_scale, found_inf)
-    if skip:
-        return
-    targets, target_grads = _master_targets(params, grads, masters)
-    _dispatch(
-        targets,
-        target_grads,
-        phases,
+    _dispatch.run(
+        UPDATE,
+        (params, grads, phases),
         lr=lr,
-        alpha=alpha,
-        beta=beta,
-        l2=l2_coefficient(weight_decay, beta, decoupled_weight_decay),
-        maximize=maximize,
+        hyper=dict(
+            alpha=alpha, beta=beta, l2=l2_coefficient(weight_decay, beta, decoupled_weight_decay), maximize=maximize
+        ),
+        masters=masters,
         foreach=foreach,
         fused=fused,
         differentiable=differentiable,
         grad_scale=grad_scale,
         found_inf=found_inf,
     )
-    _write_back(params, targets, masters)
-
-
-def _master_targets(
-    params: list[Tensor], grads: list[Tensor], masters: list[Tensor | None] | None
-) -> tuple[list[Tensor], list[Tensor]]:
-    """What the update runs on: each parameter, or its master copy (with the gradient upcast) where it has one."""
-    if masters is None or masters.count(None) == len(masters):
-        return params, grads
-    for p, m in zip(params, masters):
-        if m is not None:
-            # Adopt, element by element, what was written into the parameter outside the optimizer since
-            # the last step (model.load_state_dict, an EMA swap, ...): no host sync, one extra pass.
-            m.copy_(torch.where(p == m.to(p.dtype), m, p.to(m.dtype)))
-    targets = [p if m is None else m for p, m in zip(params, masters)]
-    return targets, [g if m is None else g.to(m.dtype) for g, m in zip(grads, masters)]
-
-
-def _write_back(params: list[Tensor], targets: list[Tensor], masters: list[Tensor | None] | None) -> None:
-    """Round the updated master copies into their low-precision parameters."""
-    if targets is not params:
-        for p, m in zip(params, masters):
-            if m is not None:
-                p.copy_(m)
-
-
-def _dispatch(
-    params: list[Tensor],
-    grads: list[Tensor],
-    phases: list[Tensor],
-    *,
-    lr: float | Tensor,
-    alpha: float,
-    beta: float,
-    l2: float,
-    maximize: bool,
-    foreach: bool | None,
-    fused: bool | None,
-    differentiable: bool,
-    grad_scale: Tensor | None = None,
-    found_inf: Tensor | None = None,
-) -> None:
-    compiling = torch.compiler.is_compiling()
-    kwargs = dict(alpha=alpha, beta=beta, l2=l2, maximize=maximize)
-    fused, foreach = _choose_path(params, foreach, fused, differentiable, _single_tensor_inna, (3, 1), kwargs)
-    if fused:
-        lr_ = _lr_value(lr, keep_tensor=True)
-        _fused_inna(params, grads, phases, lr_, grad_scale=grad_scale, found_inf=found_inf, **kwargs)
-    elif foreach and not compiling:
-        _multi_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=False), **kwargs)
-    else:
-        # Under torch.compile the reference is traced (inductor fuses it); a Tensor lr stays a Tensor
-        # there and when it requires grad, so the step has no host sync and no recompilation.
-        keep = compiling or (isinstance(lr, Tensor) and lr.requires_grad)
-        _single_tensor_inna(params, grads, phases, _lr_value(lr, keep_tensor=keep), **kwargs)
-
-
-def _choose_path(
-    params: list[Tensor],
-    foreach: bool | None,
-    fused: bool | None,
-    differentiable: bool,
-    reference: Callable[..., None],
-    arity: tuple[int, int],
-    static: dict,
-) -> tuple[bool, bool]:
-    """``(fused, foreach)`` for a call given the user's ``foreach`` and ``fused``, for an update whose C loop is
-    printed from ``reference`` (with ``arity`` = (lists, scalars) and ``static`` constants).
-
-    The default (both None) on CPU is the C loop, when this machine can build it for every dtype at hand (the
-    reference's arithmetic at the cost of one pass over memory); otherwise, on other devices, with
-    ``differentiable`` and inside ``torch.compile``, it is foreach where foreach applies, else the reference.
-    """
-    if foreach is None and fused is None and not differentiable and not torch.compiler.is_compiling():
-        fused = _cpu_kernel_applies(params, reference, arity, static)
-    if foreach is None and not fused:
-        foreach = not differentiable and all(type(t) in _foreach_types() for t in params)
-    return bool(fused), bool(foreach)
-
-
-def _cpu_kernel_applies(
-    params: list[Tensor], reference: Callable[..., None], arity: tuple[int, int], static: dict
-) -> bool:
-    """Every tensor is a plain CPU tensor and the C loop of ``reference`` builds for each of their dtypes."""
-    if not (set(map(type, params)) <= _fused._PLAIN_SET and all(map(_fused._IS_CPU, params))):
-        return False
-    dtypes = {d.to_real() for d in set(map(_fused._DTYPE, params))}  # complex tensors run as their real views
-    return all(_fused.c_kernel_available(reference, arity, dtype, static) for dtype in dtypes)
-
-
-def _foreach_types() -> tuple[type, ...]:
-    # torch.distributed.tensor appends DTensor to this list when imported; read it at call time.
-    from torch.optim.optimizer import _foreach_supported_types
-
-    return tuple(_foreach_supported_types)

@@ -82,8 +82,8 @@ class INNA(InnaFamilyOptimizer):
         maximize: maximize the objective instead of minimizing it (``p.grad`` is never modified).
         foreach: use the multi-tensor ``torch._foreach_*`` implementation (four passes over memory).
         fused: use the fused implementation, one pass that reads :math:`\theta, g, \phi` and writes
-            :math:`\theta, \phi`: on CPU a C loop printed from the reference's trace and compiled once with the
-            system C compiler (about 0.1 s, cached on disk; bitwise the reference's result), elsewhere the
+            :math:`\theta, \phi`: on CPU a hand-written C loop with runtime hyperparameters, compiled once per dtype
+            with the system C compiler (about 0.3 s, cached on disk; bitwise the reference's result), elsewhere the
             reference compiled by ``torch.compile`` (the first step compiles). It takes ``torch.amp.GradScaler``'s
             fused route (no host sync). ``foreach=None, fused=None`` (default) picks the C loop on CPU when a C
             compiler is found, else foreach where it applies (plain dense tensors, not ``differentiable``).

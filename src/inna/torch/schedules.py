@@ -2,11 +2,11 @@ r"""Step-size schedules used with INNA (and usable with any torch optimizer)."""
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from ..formulas import check_power_decay_args, power_decay_factor
 
 __all__ = ["PowerDecayLR"]
 
@@ -34,15 +34,14 @@ class PowerDecayLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, power: float = 0.5, scale: float = 1.0, last_epoch: int = -1) -> None:
-        for name, value in (("power", power), ("scale", scale)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Invalid {name} value: {value} (PowerDecayLR requires 0 <= {name} < inf)")
+        check_power_decay_args("PowerDecayLR", power=power, scale=scale)
         self.power = float(power)
         self.scale = float(scale)
         super().__init__(optimizer, last_epoch)
 
     def _factor(self, k: int) -> float:
-        return (1.0 + self.scale * k) ** -self.power
+        """:func:`inna.formulas.power_decay_factor` at step ``k``."""
+        return power_decay_factor(k, self.power, self.scale)
 
     def get_lr(self) -> list[float | Tensor]:  # type: ignore[override]
         """The learning rates after the current step, from the current ones (chainable form)."""
