@@ -2,7 +2,7 @@
 
 It checks what a user who ran ``pip install inna[torch]`` gets: ``inna`` imported from site-packages (not from
 ``src/``), the version of the package metadata, and one default CPU step of ``inna.INNA`` and ``inna.INNAprop``
-that ran the C loop (built here with the system C compiler, into the empty kernel cache ``make package`` gives
+that called the C loop (built here with the system C compiler, into the empty kernel cache ``make package`` gives
 it) and agrees with the readable reference. Not a pytest module: it runs as a script, and exits non-zero with a
 message on the first failure.
 """
@@ -31,6 +31,14 @@ def one_step(optimizer_class, **options):
     return [p.detach().clone() for p in model.parameters()]
 
 
+def _counting(function, name: str, calls: dict[str, int]):
+    def counted(*args):
+        calls[name] += 1
+        return function(*args)
+
+    return counted
+
+
 def main() -> None:
     import inna
 
@@ -42,15 +50,23 @@ def main() -> None:
 
     import torch
 
-    from inna.torch import _fused
+    from inna.torch import _cbuild
 
-    for cls, options in ((inna.INNA, {"lr": 0.1}), (inna.INNAprop, {"lr": 1e-3})):
-        builds = _fused.stats["c_builds"]
+    check(_cbuild.stats["c_builds"] == 0, "the kernel cache given by make package was not empty")
+    lib = _cbuild.library(torch.float32)
+    check(lib is not None, f"no C loop for float32: {_cbuild.unavailable_reason(torch.float32)}")
+    check(_cbuild.stats["c_builds"] == 1, "the C loop was not compiled from the installed package's source")
+    calls: dict[str, int] = {}
+    for name in ("inna_update", "innaprop_update"):
+        calls[name] = 0
+        setattr(lib, name, _counting(getattr(lib, name), name, calls))
+
+    for cls, options, function in (
+        (inna.INNA, {"lr": 0.1}, "inna_update"),
+        (inna.INNAprop, {"lr": 1e-3}, "innaprop_update"),
+    ):
         default = one_step(cls, **options)
-        built = _fused.stats["c_builds"] > builds
-        check(
-            built, f"{cls.__name__}'s default CPU step built no C loop (is a C compiler installed? is the cache empty?)"
-        )
+        check(calls[function] == 1, f"{cls.__name__}'s default CPU step did not run the C loop ({function})")
         reference = one_step(cls, foreach=False, **options)
         for a, b in zip(default, reference):
             check(torch.allclose(a, b, rtol=1e-6, atol=1e-7), f"{cls.__name__}: the C loop and the reference differ")
