@@ -30,8 +30,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples docs/hooks
 	$(PY) -m ruff format --check src tests benchmarks examples docs/hooks
 
+# One pytest worker per CPU core, each taking whole files (a file's fixtures, such as its Ray instance or its
+# Slurm jobs, stay in one process): on 2 cores this halves the suite's time, most of which is subprocesses.
 test-main: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The JAX side alone: torch must not even be importable there.
 test-jax-only: $(JAX_STAMP)
