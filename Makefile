@@ -39,7 +39,7 @@ test-main: lint
 test-jax-only: $(JAX_STAMP)
 	$(JAX_VENV)/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
 		|| { echo "torch is installed in $(JAX_VENV): the JAX-only check is void"; exit 1; }
-	$(JAX_VENV)/bin/python -m pytest -m "not needs_torch" tests/test_formulas.py tests/jax_optax $(PYTEST_ARGS)
+	$(JAX_VENV)/bin/python -m pytest -n auto -m "not needs_torch" tests/test_formulas.py tests/jax_optax $(PYTEST_ARGS)
 
 # The torch tests again on torch's portable CPU kernels (no AVX2/AVX-512, as on another CPU): no test may depend
 # on the CPU it runs on. torch.compile's tests are slow-marked and left out: inductor does not build under `default`.
