@@ -354,3 +354,19 @@ def test_every_optimizer_also_runs_at_its_library_default_lr_with_every_seed(
     off = Suite("d", "defaults", (TASK,), (_spec("LOW"),), seeds=1, max_extensions=0, default_lr=False)
     assert "default_lr" not in run_suite(off, tmp_path / "off", progress=False, log=quiet)[0]
     assert {c.lr for c in calls} == set(OPTIMIZERS["inna"].grid)  # only the selection: no default run
+
+
+def test_the_report_lists_optimizers_in_the_suites_order_whatever_order_their_selections_arrived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FAR needs three grid extensions, BASE none: their selections are written in another order than the suite's
+    monkeypatch.setattr(E, "train_run", fake_train_run([]))
+    suite = Suite("order", "order", (TASK,), (_spec("FAR"), _spec("BASE", "adam"), _spec("LOW")), seeds=1,
+                  default_lr=False)  # fmt: skip
+    run_suite(suite, tmp_path, progress=False, log=quiet)
+    records = read_records(tmp_path / "results.jsonl")
+    written = [r["optimizer"] for r in records if r.get("type") == "selection"]
+    assert written != ["FAR", "BASE", "LOW"]  # the case this test is about
+    for order in (records, records[::-1]):
+        (task,) = REP.collect(order)
+        assert [o.optimizer for o in task.optimizers] == ["FAR", "BASE", "LOW"]

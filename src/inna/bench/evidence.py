@@ -250,13 +250,30 @@ def _runs(ids: Iterable[str], runs: dict[str, RunRecords], task: TaskResult) -> 
     return out
 
 
+def _in_suite_order(
+    selections: dict[tuple[str, str], Record], suite: Record | None
+) -> list[tuple[tuple[str, str], Record]]:
+    """The selections in the suite's order of tasks and optimizers, whatever order they were written in (executors
+    finish rounds in different orders); names the suite record does not list come after, by name."""
+    tasks = [t.get("name") for t in (suite or {}).get("tasks", []) if isinstance(t, dict)]
+    specs = list((suite or {}).get("optimizers", []))
+
+    def rank(names: list, name: str) -> tuple[int, str]:
+        return (names.index(name), "") if name in names else (len(names), name)
+
+    return sorted(
+        selections.items(), key=lambda item: (rank(tasks, item[0][0]), rank(specs, item[1].get("spec")), item[0][1])
+    )
+
+
 def collect(records: list[Record]) -> list[TaskResult]:
-    """Group a results file's records into tasks and optimizers (the latest selection record wins)."""
+    """Group a results file's records into tasks and optimizers (the latest selection record wins), in the suite's
+    order."""
     runs = {run.run_id: run for run in group_runs(records)}
     suite = latest_suite(records)
     targets = {t.get("name"): t.get("target_loss") for t in (suite or {}).get("tasks", []) if isinstance(t, dict)}
     tasks: dict[str, TaskResult] = {}
-    for (task, opt), sel in latest_selections(records).items():
+    for (task, opt), sel in _in_suite_order(latest_selections(records), suite):
         tr = tasks.setdefault(task, TaskResult(task, sel["tune_epochs"], None, [], targets.get(task)))
         res = OptimizerResult(opt, sel["lr"], dict(sel["losses"]), family=sel.get("family") or _family_of(sel["spec"]),
                               edge=_edge(sel), note=sel.get("note", ""), initial=list(sel.get("initial_grid") or []),
