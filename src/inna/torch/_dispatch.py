@@ -38,7 +38,7 @@ from ._fused import _PLAIN_SET as _PLAIN
 from ._fused import GRAD, plain_cpu
 from ._warn import warn_once
 
-__all__ = ["Update", "c_loop_applies", "choose_path", "group_by_device_and_dtype", "run", "run_fused"]
+__all__ = ["Update", "as_real", "c_loop_applies", "choose_path", "group_by_device_and_dtype", "run", "run_fused"]
 
 _DTYPE, _DEVICE, _IS_CPU = Tensor.dtype.__get__, Tensor.device.__get__, Tensor.is_cpu.__get__
 
@@ -164,7 +164,7 @@ def group_by_device_and_dtype(*lists: list[Tensor], real: bool = False) -> list[
                 out.append(item)
         groups = list(by_key.values())
     if real:
-        groups = [[_as_real(ts) for ts in group] if group[0][0].is_complex() else group for group in groups]
+        groups = [[as_real(ts) for ts in group] if group[0][0].is_complex() else group for group in groups]
     return groups
 
 
@@ -181,7 +181,8 @@ def _same_device_and_dtype(tensors: list[Tensor]) -> bool:
     return set(map(_DEVICE, tensors)) == {device}
 
 
-def _as_real(tensors: list[Tensor]) -> list[Tensor]:
+def as_real(tensors: list[Tensor]) -> list[Tensor]:
+    """Complex tensors as their real views (``torch.view_as_real``), the others as they are."""
     return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 

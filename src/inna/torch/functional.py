@@ -143,7 +143,7 @@ def _multi_tensor_inna(
     """The update with ``torch._foreach_*`` kernels, on tensors of one device and dtype."""
     sign = -1.0 if maximize else 1.0
     c = formulas.inna_coefficients(lr, alpha, beta)
-    params, grads, phases = _as_real(params), _as_real(grads), _as_real(phases)
+    params, grads, phases = map(_dispatch.as_real, (params, grads, phases))
     if l2 != 0:
         # sign * (g + sign * l2 * theta) = sign * g + l2 * theta; the sign is folded into alpha below.
         grads = torch._foreach_add(grads, params, alpha=sign * l2)
@@ -151,10 +151,6 @@ def _multi_tensor_inna(
     torch._foreach_add_(params, grads, alpha=-c.theta_grad * sign)
     torch._foreach_mul_(phases, c.phase_decay)
     torch._foreach_add_(phases, grads, alpha=c.phase_grad * sign)
-
-
-def _as_real(tensors: list[Tensor]) -> list[Tensor]:
-    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 
 def _c_loop_inna(

@@ -197,7 +197,7 @@ def _foreach_core(
     """``_innaprop_core`` with ``torch._foreach_*`` kernels, each tensor with the inverse of its bias correction."""
     sign = -1.0 if maximize else 1.0
     c = formulas.inna_coefficients(lr, alpha, beta)
-    params, grads, exp_avg_sqs, phases = map(_as_real, (params, grads, exp_avg_sqs, phases))
+    params, grads, exp_avg_sqs, phases = map(_dispatch.as_real, (params, grads, exp_avg_sqs, phases))
     if weight_decay != 0:
         torch._foreach_add_(phases, params, alpha=formulas.innaprop_decay_phase_shift(lr, weight_decay, alpha, beta))
         torch._foreach_mul_(params, 1 - lr * weight_decay)
@@ -211,10 +211,6 @@ def _foreach_core(
     torch._foreach_addcdiv_(params, grads, denom, [-c.theta_grad * sign * s for s in inverse_corrections])
     torch._foreach_mul_(phases, c.phase_decay)
     torch._foreach_addcdiv_(phases, grads, denom, [c.phase_grad * sign * s for s in inverse_corrections])
-
-
-def _as_real(tensors: list[Tensor]) -> list[Tensor]:
-    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 
 def _c_loop_innaprop(
