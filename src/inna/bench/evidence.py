@@ -262,7 +262,8 @@ def _in_suite_order(
         return (names.index(name), "") if name in names else (len(names), name)
 
     return sorted(
-        selections.items(), key=lambda item: (rank(tasks, item[0][0]), rank(specs, item[1].get("spec")), item[0][1])
+        selections.items(),
+        key=lambda item: (rank(tasks, item[0][0]), rank(specs, item[1].get("spec") or ""), item[0][1]),
     )
 
 
